@@ -1,0 +1,220 @@
+/* The boot thread: fetch → verify → extract → manifest → install → load → surfaces →
+ * probe, each phase timed in the lifecycle. Today a package is a local directory; the
+ * archive and URL sources plug into the fetch/verify/extract phases. */
+#include "boot.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "par/exitcodes.h"
+#include "par/log.h"
+#include "par/manifest.h"
+#include "par/timeutil.h"
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool started;
+	bool joined;
+	bool cancel;
+	pthread_t notify;
+	const struct par_config *cfg;
+	struct boot_outcome out;
+} boot = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+struct boot_outcome boot_outcome(void)
+{
+	pthread_mutex_lock(&boot.mu);
+	struct boot_outcome o = boot.out;
+	pthread_mutex_unlock(&boot.mu);
+	return o;
+}
+
+/* A wait the cancel request cuts short. Returns -1 when cancelled. */
+static int boot_wait_ms(uint32_t ms)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&boot.mu);
+	while (!boot.cancel &&
+	       pthread_cond_timedwait(&boot.cond, &boot.mu, &deadline) != ETIMEDOUT)
+		;
+	int r = boot.cancel ? -1 : 0;
+	pthread_mutex_unlock(&boot.mu);
+	return r;
+}
+
+static bool boot_cancelled(void)
+{
+	pthread_mutex_lock(&boot.mu);
+	bool c = boot.cancel;
+	pthread_mutex_unlock(&boot.mu);
+	return c;
+}
+
+static int fail(enum lc_phase phase, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(enum lc_phase phase, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	pthread_mutex_lock(&boot.mu);
+	vsnprintf(boot.out.reason, sizeof boot.out.reason, fmt, ap);
+	boot.out.exit_code = code;
+	boot.out.phase = phase;
+	pthread_mutex_unlock(&boot.mu);
+	va_end(ap);
+	lc_phase_end(phase, PHS_FAILED, boot.out.reason);
+	return -1;
+}
+
+/* fetch/verify/extract: where the package comes from. A directory needs none of them. */
+static int phase_source(const struct par_config *cfg, const char **root)
+{
+	lc_phase_begin(PH_FETCH);
+	if (!cfg->agent_package_path)
+		return fail(PH_FETCH, PAR_EXIT_FETCH,
+			    "PACKAGE_URL packages are not supported by this build yet; "
+			    "set AGENT_PACKAGE_PATH to a package directory");
+	struct stat st;
+	if (stat(cfg->agent_package_path, &st) < 0)
+		return fail(PH_FETCH, PAR_EXIT_FETCH, "AGENT_PACKAGE_PATH %s: %s",
+			    cfg->agent_package_path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return fail(PH_FETCH, PAR_EXIT_LOAD,
+			    "AGENT_PACKAGE_PATH %s is not a directory; .apkg archives are not "
+			    "supported by this build yet", cfg->agent_package_path);
+	lc_phase_end(PH_FETCH, PHS_SKIPPED, "local directory");
+	lc_phase_end(PH_VERIFY, PHS_SKIPPED, "local directory: no archive to hash");
+	lc_phase_end(PH_EXTRACT, PHS_SKIPPED, "local directory");
+	*root = cfg->agent_package_path;
+	return 0;
+}
+
+static int phase_manifest(const char *root)
+{
+	lc_phase_begin(PH_MANIFEST);
+	struct par_manifest *m = calloc(1, sizeof *m);
+	struct manifest_problems probs = {0};
+	if (!m)
+		return fail(PH_MANIFEST, PAR_EXIT_INTERNAL, "out of memory");
+	if (manifest_load_dir(root, m, &probs) < 0) {
+		for (size_t i = 0; i < probs.n; i++)
+			log_emit(PAR_LOG_ERROR, "package.manifest.invalid",
+				 LOG_FIELDS(LF_STR("file", "agent.yaml"),
+					    LF_STR("key", probs.v[i].where),
+					    LF_STR("rule", probs.v[i].rule)),
+				 "agent.yaml: %s: %s", probs.v[i].where, probs.v[i].rule);
+		size_t n = probs.n;
+		manifest_problems_free(&probs);
+		free(m);
+		return fail(PH_MANIFEST, PAR_EXIT_LOAD, "agent.yaml in %s has %zu problem%s", root,
+			    n, n == 1 ? "" : "s");
+	}
+	manifest_problems_free(&probs);
+	char note[96];
+	snprintf(note, sizeof note, "%s %s (%s)", m->name, m->version,
+		 manifest_runtime_name(m->runtime));
+	lc_set_surface(SURFACE_A2A, m->has_a2a ? SURF_UNIMPLEMENTED : SURF_ABSENT);
+	lc_set_surface(SURFACE_UI, m->has_ui ? SURF_UNIMPLEMENTED : SURF_ABSENT);
+	lc_set_manifest(m, "directory", NULL);
+	lc_phase_end(PH_MANIFEST, PHS_DONE, note);
+	return 0;
+}
+
+static int phase_load(const struct par_config *cfg)
+{
+	lc_phase_begin(PH_LOAD);
+	if (cfg->faults.boot_delay_ms) {
+		log_emit(PAR_LOG_WARN, "fault.boot.delay",
+			 LOG_FIELDS(LF_UINT("delayMs", cfg->faults.boot_delay_ms)),
+			 "injected fault: load phase delayed %u ms", cfg->faults.boot_delay_ms);
+		if (boot_wait_ms(cfg->faults.boot_delay_ms) < 0)
+			return fail(PH_LOAD, PAR_EXIT_LOAD, "cancelled");
+	}
+	lc_phase_end(PH_LOAD, PHS_DONE, "no agent code in this build");
+	return 0;
+}
+
+static void *boot_main(void *arg)
+{
+	(void)arg;
+	const struct par_config *cfg = boot.cfg;
+	const char *root = NULL;
+	int r = phase_source(cfg, &root);
+	if (r == 0)
+		r = phase_manifest(root);
+	if (r == 0) {
+		lc_phase_end(PH_INSTALL, PHS_SKIPPED, "no dependencies to install");
+		r = phase_load(cfg);
+	}
+	if (r == 0) {
+		lc_phase_begin(PH_SURFACES);
+		lc_phase_end(PH_SURFACES, PHS_DONE, "rest");
+		lc_phase_begin(PH_PROBE);
+		lc_phase_end(PH_PROBE, PHS_DONE, NULL);
+		if (boot_cancelled())
+			r = fail(PH_PROBE, PAR_EXIT_LOAD, "cancelled");
+	}
+	pthread_mutex_lock(&boot.mu);
+	boot.out.ok = r == 0;
+	boot.out.done = true;
+	pthread_mutex_unlock(&boot.mu);
+	pthread_kill(boot.notify, SIGUSR1);
+	return NULL;
+}
+
+int boot_start(const struct par_config *cfg, pthread_t notify_thread)
+{
+	boot.cfg = cfg;
+	boot.notify = notify_thread;
+	/* The phase waits measure against CLOCK_MONOTONIC, so the condition must too. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_destroy(&boot.cond);
+	pthread_cond_init(&boot.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	int e = pthread_create(&boot.thread, NULL, boot_main, NULL);
+	if (e) {
+		log_emit(PAR_LOG_ERROR, "boot.thread.failed", LOG_NOFIELDS,
+			 "cannot start the boot thread: %s", strerror(e));
+		return -1;
+	}
+	boot.started = true;
+	return 0;
+}
+
+bool boot_cancel_and_join(int wait_ms)
+{
+	if (!boot.started || boot.joined)
+		return true;
+	pthread_mutex_lock(&boot.mu);
+	boot.cancel = true;
+	pthread_cond_broadcast(&boot.cond);
+	pthread_mutex_unlock(&boot.mu);
+
+	int64_t deadline = time_mono_ms() + wait_ms;
+	while (!boot_outcome().done) {
+		if (time_mono_ms() >= deadline)
+			return false;
+		struct timespec ts = {0, 5 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	pthread_join(boot.thread, NULL);
+	boot.joined = true;
+	return true;
+}

@@ -1,0 +1,330 @@
+/* The main thread after configuration: bind REST first, start the boot thread, then wait on
+ * signals and deadlines — the boot watchdog, the backoff-reset window, SIGTERM's drain. */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "boot.h"
+#include "lifecycle.h"
+#include "listen.h"
+#include "par/backoff.h"
+#include "par/exitcodes.h"
+#include "par/log.h"
+#include "par/timeutil.h"
+#include "rest.h"
+
+static unsigned persisted_failures;
+
+/* "SIGTERM", as operators write it (strsignal would say "Terminated"). */
+static const char *signame(int sig)
+{
+	switch (sig) {
+	case SIGTERM: return "SIGTERM";
+	case SIGINT: return "SIGINT";
+	default: return "signal";
+	}
+}
+
+void daemon_signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGCHLD);
+	sigaddset(set, SIGUSR1);   /* the boot thread has finished */
+	sigaddset(set, SIGHUP);
+}
+
+/* pard may be PID 1: every orphan in the container becomes its child. */
+static void reap_children(void)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		log_emit(PAR_LOG_DEBUG, "process.reaped", LOG_FIELDS(LF_INT("pid", pid)),
+			 "reaped child %d", (int)pid);
+}
+
+/* Waits up to ms for a stop signal, reaping children and ignoring the rest meanwhile.
+ * Returns the signal (SIGTERM/SIGINT), or 0 when the time ran out. */
+static int wait_stop_signal(int64_t ms)
+{
+	sigset_t set;
+	daemon_signal_set(&set);
+	int64_t deadline = time_mono_ms() + ms;
+	for (;;) {
+		int64_t left = deadline - time_mono_ms();
+		if (left <= 0)
+			return 0;
+		struct timespec ts = time_ms_to_timespec(left);
+		int sig = sigtimedwait(&set, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT)
+			return sig;
+		if (sig == SIGCHLD)
+			reap_children();
+	}
+}
+
+void daemon_load_failures(const struct par_config *cfg)
+{
+	if (!cfg->state_dir || !cfg->agent_app_id)
+		return;
+	char *warning = NULL;
+	int r = backoff_state_read(cfg->state_dir, cfg->agent_app_id, &persisted_failures,
+				   &warning);
+	if (r != 0)
+		log_emit(PAR_LOG_WARN, "boot.backoff.state.invalid",
+			 LOG_FIELDS(LF_STR("stateDir", cfg->state_dir)),
+			 "%s", warning ? warning : "boot-failure counter unreadable");
+	free(warning);
+}
+
+int daemon_fail_exit(const struct par_config *cfg, int code, const char *phase,
+		     const char *reason)
+{
+	unsigned n = cfg->boot_failure_count > persisted_failures ? cfg->boot_failure_count
+								  : persisted_failures;
+	bool persisted = false;
+	if (cfg->state_dir && cfg->agent_app_id) {
+		if (backoff_state_write(cfg->state_dir, cfg->agent_app_id, n + 1) == 0)
+			persisted = true;
+		else
+			log_emit(PAR_LOG_WARN, "boot.backoff.state.write_failed",
+				 LOG_FIELDS(LF_STR("stateDir", cfg->state_dir),
+					    LF_STR("error", strerror(errno))),
+				 "cannot persist the boot-failure counter in %s: %s",
+				 cfg->state_dir, strerror(errno));
+	}
+	unsigned delay = backoff_delay_sec(n);
+	log_emit(PAR_LOG_ERROR, "boot.failed",
+		 LOG_FIELDS(LF_STR("phase", phase), LF_INT("exitCode", code),
+			    LF_STR("exitName", par_exit_name(code)), LF_STR("reason", reason),
+			    LF_UINT("failures", n + 1), LF_BOOL("persisted", persisted),
+			    LF_UINT("backoffSec", delay)),
+		 "boot failed in phase %s: %s; exiting with %d after %u s", phase, reason, code,
+		 delay);
+	if (delay) {
+		int sig = wait_stop_signal((int64_t)delay * 1000);
+		if (sig)
+			log_emit(PAR_LOG_WARN, "boot.backoff.interrupted",
+				 LOG_FIELDS(LF_STR("signal", signame(sig))),
+				 "backoff cut short by %s", signame(sig));
+	}
+	log_emit(PAR_LOG_INFO, "process.exit", LOG_FIELDS(LF_INT("exitCode", code)),
+		 "exiting with %d (%s)", code, par_exit_name(code));
+	return code;
+}
+
+/* A second stop signal during the drain: the operator wants out now. */
+static void __attribute__((noreturn)) forced_exit(int sig)
+{
+	log_emit(PAR_LOG_WARN, "drain.forced",
+		 LOG_FIELDS(LF_STR("signal", signame(sig)), LF_UINT("inFlight", rest_in_flight()),
+			    LF_INT("exitCode", 128 + sig)),
+		 "second %s during drain: exiting at once with %u request(s) in flight",
+		 signame(sig), rest_in_flight());
+	_exit(128 + sig);
+}
+
+static int drain(const struct par_config *cfg, int sig)
+{
+	int64_t t0 = time_mono_ms();
+	bool was_ready = lc_state() == LC_READY;
+	lc_set_state(LC_DRAINING);
+	rest_begin_drain();
+	log_emit(PAR_LOG_INFO, "drain.start",
+		 LOG_FIELDS(LF_STR("signal", signame(sig)),
+			    LF_UINT("drainDelaySec", cfg->drain_delay_sec),
+			    LF_UINT("graceSec", cfg->graceful_shutdown_timeout_sec),
+			    LF_UINT("inFlight", rest_in_flight())),
+		 "%s: draining", signame(sig));
+
+	/* A runtime that never became READY was never in a load balancer's rotation, so
+	 * there is nothing to deregister and no reason to wait. */
+	if (was_ready && cfg->drain_delay_sec) {
+		int s = wait_stop_signal((int64_t)cfg->drain_delay_sec * 1000);
+		if (s)
+			forced_exit(s);
+	}
+	rest_stop_accepting();
+
+	int64_t deadline = time_mono_ms() + (int64_t)cfg->graceful_shutdown_timeout_sec * 1000;
+	while (rest_in_flight() > 0 && time_mono_ms() < deadline) {
+		int s = wait_stop_signal(20);
+		if (s)
+			forced_exit(s);
+	}
+	unsigned left = rest_in_flight();
+	if (left)
+		log_emit(PAR_LOG_WARN, "drain.timeout", LOG_FIELDS(LF_UINT("inFlight", left)),
+			 "grace period over: cancelling %u request(s)", left);
+	/* Idle keep-alive connections get a moment to close on their own (every response now
+	 * says Connection: close); the rest are closed by the stop below. */
+	int64_t linger = time_mono_ms() + 1000;
+	if (linger > deadline)
+		linger = deadline;
+	while (rest_connections() > 0 && time_mono_ms() < linger) {
+		int s = wait_stop_signal(20);
+		if (s)
+			forced_exit(s);
+	}
+	rest_stop();
+	boot_cancel_and_join(1000);
+	lc_set_state(LC_STOPPED);
+	log_emit(PAR_LOG_INFO, "drain.done",
+		 LOG_FIELDS(LF_INT("durationMs", time_mono_ms() - t0), LF_UINT("cancelled", left)),
+		 "drained in %lld ms", (long long)(time_mono_ms() - t0));
+	return PAR_EXIT_OK;
+}
+
+static int start_rest(const struct par_config *cfg, struct metrics *metrics)
+{
+	lc_phase_begin(PH_LISTEN);
+	char err[256];
+	int fd = listen_tcp(cfg->rest_port, err, sizeof err);
+	if (fd < 0) {
+		log_emit(PAR_LOG_ERROR, "rest.bind.failed",
+			 LOG_FIELDS(LF_STR("variable", "REST_PORT"), LF_UINT("port", cfg->rest_port),
+				    LF_STR("error", err)),
+			 "REST listener: %s", err);
+		lc_phase_end(PH_LISTEN, PHS_FAILED, err);
+		return daemon_fail_exit(cfg, PAR_EXIT_BIND, "listen", err);
+	}
+	if (rest_start(fd, cfg, metrics) < 0) {
+		lc_phase_end(PH_LISTEN, PHS_FAILED, "HTTP server did not start");
+		return daemon_fail_exit(cfg, PAR_EXIT_BIND, "listen", "HTTP server did not start");
+	}
+	lc_set_surface(SURFACE_REST, SURF_UP);
+	log_emit(PAR_LOG_INFO, "rest.listening", LOG_FIELDS(LF_UINT("port", cfg->rest_port)),
+		 "REST listening on port %u", cfg->rest_port);
+	lc_phase_end(PH_LISTEN, PHS_DONE, "rest");
+	return 0;
+}
+
+struct deadlines {
+	int64_t soft;       /* 0 = passed or not armed */
+	int64_t hard;
+	int64_t reset;
+};
+
+static int64_t next_deadline(const struct deadlines *d)
+{
+	int64_t next = 0;
+	const int64_t all[] = {d->soft, d->hard, d->reset};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		if (all[i] && (!next || all[i] < next))
+			next = all[i];
+	return next;
+}
+
+static int on_hard_limit(const struct par_config *cfg, int64_t start_ms, int64_t limit_ms)
+{
+	enum lc_phase ph = lc_phase();
+	char reason[160];
+	snprintf(reason, sizeof reason, "boot hard limit of %lld ms crossed in phase %s",
+		 (long long)limit_ms, lc_phase_name(ph));
+	log_emit(PAR_LOG_ERROR, "boot.budget.hard_limit",
+		 LOG_FIELDS(LF_STR("phase", lc_phase_name(ph)), LF_INT("limitMs", limit_ms),
+			    LF_INT("elapsedMs", time_mono_ms() - start_ms)),
+		 "%s", reason);
+	lc_phase_end(ph, PHS_FAILED, "aborted by the hard boot limit");
+	lc_set_state(LC_FAILED);
+	boot_cancel_and_join(500);
+	return daemon_fail_exit(cfg, PAR_EXIT_BUDGET, lc_phase_name(ph), reason);
+}
+
+static void on_soft_budget(int64_t budget_ms)
+{
+	enum lc_phase ph = lc_phase();
+	lc_mark_budget_exceeded();
+	log_emit(PAR_LOG_WARN, "boot.budget.exceeded",
+		 LOG_FIELDS(LF_STR("phase", lc_phase_name(ph)), LF_INT("budgetMs", budget_ms)),
+		 "boot still in phase %s after its %lld ms budget", lc_phase_name(ph),
+		 (long long)budget_ms);
+}
+
+int daemon_run(const struct par_config *cfg, struct metrics *metrics, int64_t start)
+{
+	int rc = start_rest(cfg, metrics);
+	if (rc)
+		return rc;
+	if (boot_start(cfg, pthread_self()) < 0)
+		return daemon_fail_exit(cfg, PAR_EXIT_INTERNAL, "fetch", "boot thread");
+
+	int64_t budget = (int64_t)cfg->boot_budget_ms;
+	int64_t hard = (int64_t)((double)cfg->boot_budget_ms * cfg->boot_hard_limit_multiplier);
+	struct deadlines d = {.soft = start + budget, .hard = hard ? start + hard : 0};
+
+	sigset_t set;
+	daemon_signal_set(&set);
+	for (;;) {
+		int64_t next = next_deadline(&d);
+		int sig;
+		if (next) {
+			int64_t left = next - time_mono_ms();
+			struct timespec ts = time_ms_to_timespec(left > 0 ? left : 0);
+			sig = sigtimedwait(&set, NULL, &ts);
+		} else {
+			sig = sigwaitinfo(&set, NULL);
+		}
+		int64_t now = time_mono_ms();
+		if (sig < 0) {
+			if (d.hard && now >= d.hard && lc_state() == LC_BOOTING)
+				return on_hard_limit(cfg, start, hard);
+			if (d.soft && now >= d.soft) {
+				if (lc_state() == LC_BOOTING)
+					on_soft_budget(budget);
+				d.soft = 0;
+			}
+			if (d.reset && now >= d.reset) {
+				d.reset = 0;
+				if (backoff_state_clear(cfg->state_dir, cfg->agent_app_id) == 0)
+					log_emit(PAR_LOG_INFO, "boot.backoff.reset",
+						 LOG_FIELDS(LF_UINT("readySec",
+								    cfg->backoff_reset_sec)),
+						 "READY for %u s: boot-failure counter cleared",
+						 cfg->backoff_reset_sec);
+				persisted_failures = 0;
+			}
+			continue;
+		}
+		switch (sig) {
+		case SIGCHLD:
+			reap_children();
+			break;
+		case SIGHUP:
+			log_emit(PAR_LOG_INFO, "signal.ignored", LOG_FIELDS(LF_STR("signal", "SIGHUP")),
+				 "SIGHUP ignored: configuration is read once at start");
+			break;
+		case SIGTERM:
+		case SIGINT:
+			return drain(cfg, sig);
+		case SIGUSR1: {
+			struct boot_outcome o = boot_outcome();
+			if (!o.done || lc_state() != LC_BOOTING)
+				break;
+			boot_cancel_and_join(1000);
+			if (!o.ok) {
+				lc_set_state(LC_FAILED);
+				return daemon_fail_exit(cfg, o.exit_code, lc_phase_name(o.phase),
+							o.reason);
+			}
+			d.soft = d.hard = 0;
+			lc_set_state(LC_READY);
+			log_emit(PAR_LOG_INFO, "lifecycle.ready",
+				 LOG_FIELDS(LF_INT("bootMs", now - start), LF_INT("budgetMs", budget),
+					    LF_BOOL("overBudget", now - start > budget)),
+				 "ready in %lld ms", (long long)(now - start));
+			if (persisted_failures && cfg->state_dir)
+				d.reset = now + (int64_t)cfg->backoff_reset_sec * 1000;
+			break;
+		}
+		}
+	}
+}

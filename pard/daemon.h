@@ -1,0 +1,28 @@
+/* The main thread's loop once configuration is valid: listeners, the boot watchdog, signals,
+ * the drain (SPEC §6.3) and the exit with backoff after a failure (SPEC §6.4). */
+#ifndef PARD_DAEMON_H
+#define PARD_DAEMON_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "par/config.h"
+#include "par/metrics.h"
+
+/* The signals the main thread takes with sigtimedwait; every thread blocks them. */
+void daemon_signal_set(sigset_t *set);
+
+/* Reads the persisted boot-failure counter (warning on a malformed file). Call once, as
+ * soon as AGENT_APP_ID and PAR_STATE_DIR are known; later failures count from it. */
+void daemon_load_failures(const struct par_config *cfg);
+
+/* A boot failure: persists the counter, logs, sleeps min(60, 2^n) s (a SIGTERM/SIGINT cuts
+ * the sleep short) and returns code for main to exit with. */
+int daemon_fail_exit(const struct par_config *cfg, int code, const char *phase,
+		     const char *reason);
+
+/* Runs from the listen phase to the end of the drain; returns the exit code. start_mono_ms
+ * is when the process started: the boot budget counts from there. */
+int daemon_run(const struct par_config *cfg, struct metrics *metrics, int64_t start_mono_ms);
+
+#endif

@@ -1,0 +1,66 @@
+/* The runtime's state machine (SPEC §6.1): BOOTING(phase) → READY → DRAINING → STOPPED, or
+ * FAILED; every boot phase timed. One instance per process, shared by every thread. */
+#ifndef PARD_LIFECYCLE_H
+#define PARD_LIFECYCLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "par/manifest.h"
+#include "par/metrics.h"
+#include "par/strbuf.h"
+
+enum lc_state { LC_BOOTING, LC_READY, LC_DRAINING, LC_STOPPED, LC_FAILED, LC_NSTATES };
+
+enum lc_phase {
+	PH_CONFIG, PH_LISTEN, PH_FETCH, PH_VERIFY, PH_EXTRACT, PH_MANIFEST,
+	PH_INSTALL, PH_LOAD, PH_SURFACES, PH_PROBE, PH_COUNT
+};
+
+enum lc_phase_status { PHS_PENDING, PHS_RUNNING, PHS_DONE, PHS_SKIPPED, PHS_FAILED };
+
+/* What a surface is doing: not declared by the package, declared but not in this build,
+ * serving, or declared and not serving. */
+enum lc_surface { SURF_ABSENT, SURF_UNIMPLEMENTED, SURF_UP, SURF_DOWN };
+enum lc_surface_id { SURFACE_REST, SURFACE_A2A, SURFACE_UI, SURFACE_COUNT };
+
+struct lc_boot_limits {
+	int64_t budget_ms;      /* soft */
+	int64_t hard_limit_ms;  /* 0 = none */
+};
+
+void lc_init(struct metrics *metrics, int64_t start_mono_ms);
+void lc_set_limits(struct lc_boot_limits limits);  /* once the configuration is read */
+void lc_destroy(void);
+
+enum lc_state lc_state(void);
+enum lc_phase lc_phase(void);       /* the phase running now, or the last one started */
+const char *lc_state_name(enum lc_state s);
+const char *lc_phase_name(enum lc_phase p);
+const char *lc_surface_name(enum lc_surface s);
+
+void lc_set_state(enum lc_state s);
+void lc_phase_begin(enum lc_phase p);
+/* Ends p with status (DONE, SKIPPED or FAILED); note (may be NULL) says why, for /meta. */
+void lc_phase_end(enum lc_phase p, enum lc_phase_status status, const char *note);
+void lc_set_surface(enum lc_surface_id id, enum lc_surface s);
+
+/* The boot's soft budget was crossed while booting (the watchdog calls this once). */
+void lc_mark_budget_exceeded(void);
+
+/* The package manifest, once parsed (ownership passes to the lifecycle), and where the
+ * package came from ("directory", "archive", "s3", "https"…) with its sha256 (may be NULL). */
+void lc_set_manifest(struct par_manifest *m, const char *source, const char *sha256);
+
+/* Health as /health reports it: READY and every declared surface serving. */
+bool lc_healthy(void);
+int64_t lc_ready_mono_ms(void);     /* when READY was entered, 0 if never */
+
+/* JSON bodies, appended to out. */
+void lc_health_json(struct strbuf *out, int64_t now_epoch_ms);
+struct par_config;
+/* /meta: the package (name, version, description, sha256), surfaces, boot phases. */
+void lc_meta_json(struct strbuf *out, const struct par_config *cfg);
+void lc_boot_json(struct strbuf *out);   /* {"phases":[…],"totalMs",…} */
+
+#endif

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build, the tests and the demo need, so a fresh
+# Debian 12 machine needs nothing by hand. Idempotent: a second run is a no-op.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config clang
+  libmicrohttpd-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+  protobuf-compiler-grpc grpc-proto
+  libcurl4-openssl-dev libssl-dev libcjson-dev libarchive-dev libreadline-dev
+  libcyaml-dev libyaml-dev check
+  curl wrk python3 python3-grpcio python3-botocore netcat-openbsd valgrind procps zip unzip
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+$sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"

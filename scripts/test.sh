@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the tests need, builds, runs the whole suite (Check unit
+# tests and the integration tests of the real binaries), then the same suite again in the
+# ASan+UBSan build. `--quick` skips the sanitizer pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+bash scripts/install-deps.sh
+
+jobs=$(nproc)
+run_suite() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 900)
+}
+
+echo "== normal build"
+run_suite build
+
+if [ "$quick" -eq 0 ]; then
+  echo "== ASan+UBSan build"
+  # Slower binaries: integration waits scale with PAR_TEST_SLOWDOWN.
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  PAR_TEST_SLOWDOWN=3 CK_TIMEOUT_MULTIPLIER=10 \
+    run_suite build-asan -DPAR_SANITIZE=ON
+fi
