@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "par/config.h"
+#include "par/parse.h"
 #include "par/log.h"
 #include "par/redact.h"
 
@@ -21,7 +21,7 @@ int probe_run(const char *url)
 	if (!url) {
 		uint64_t port = 8080;
 		const char *env = getenv("REST_PORT");
-		if (env && *env && cfg_parse_uint(env, 1, 65535, &port) < 0) {
+		if (env && *env && parse_uint(env, 1, 65535, &port) < 0) {
 			log_emit(PAR_LOG_ERROR, "probe.config.invalid",
 				 LOG_FIELDS(LF_STR("variable", "REST_PORT"), LF_STR("value", env),
 					    LF_STR("rule", "must be an integer 1..65535")),

@@ -1,6 +1,7 @@
 /* Reads every SPEC §2 variable once and checks its rule, collecting all errors and warnings
  * (variable, value redacted where secret, rule) so pard can report them together. */
 #include "par/config.h"
+#include "par/parse.h"
 
 #include <ctype.h>
 #include <grp.h>
@@ -85,50 +86,7 @@ static char *cfg_xstrndup(const char *s, size_t n)
 
 /* ---- strict parsers ------------------------------------------------------------------- */
 
-int cfg_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
 
-	if (!s || !*s)
-		return -1;
-	for (; *s; s++) {
-		unsigned d;
-		if (*s < '0' || *s > '9')
-			return -1;
-		d = (unsigned)(*s - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	if (v < min || v > max)
-		return -1;
-	if (out)
-		*out = v;
-	return 0;
-}
-
-int cfg_parse_bool(const char *s, bool *out)
-{
-	static const char *const yes[] = {"true", "1", "yes", "on"};
-	static const char *const no[] = {"false", "0", "no", "off"};
-	size_t i;
-
-	if (!s)
-		return -1;
-	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
-			if (out)
-				*out = true;
-			return 0;
-		}
-		if (strcasecmp(s, no[i]) == 0) {
-			if (out)
-				*out = false;
-			return 0;
-		}
-	}
-	return -1;
-}
 
 /* Digits and at most one '.', so strtod's extras (sign, exponent, hex, inf, nan, leading
  * space) can't sneak in. */
@@ -313,7 +271,7 @@ static uint64_t cfg_load_uint(struct cfg_ctx *c, const char *name, uint64_t def,
 
 	if (!v)
 		return def;
-	if (cfg_parse_uint(v, min, max, &out) == 0)
+	if (parse_uint(v, min, max, &out) == 0)
 		return out;
 	cfg_error(c, name, v, rule);
 	return def;
@@ -326,7 +284,7 @@ static bool cfg_load_bool(struct cfg_ctx *c, const char *name, bool def)
 
 	if (!v)
 		return def;
-	if (cfg_parse_bool(v, &out) == 0)
+	if (parse_bool(v, &out) == 0)
 		return out;
 	cfg_error(c, name, v, R_BOOL);
 	return def;
@@ -568,7 +526,7 @@ static struct cfg_port cfg_load_port(struct cfg_ctx *c, const char *name, uint16
 
 	if (!p.raw)
 		return p;
-	if (cfg_parse_uint(p.raw, zero_ok ? 0 : 1, 65535, &v) != 0) {
+	if (parse_uint(p.raw, zero_ok ? 0 : 1, 65535, &v) != 0) {
 		cfg_error(c, name, p.raw, zero_ok ? R_UI_PORT : R_PORT);
 		p.valid = false;
 		return p;
@@ -637,7 +595,7 @@ static void cfg_load_timing(struct cfg_ctx *c)
 		cfg_error(c, "BOOT_HARD_LIMIT_MULTIPLIER", v, R_MULTIPLIER);
 	/* SPEC §6.4: a malformed failure count must not stop the boot. */
 	v = cfg_get(c, "BOOT_FAILURE_COUNT");
-	if (v && cfg_parse_uint(v, 0, 1000000, &n) != 0) {
+	if (v && parse_uint(v, 0, 1000000, &n) != 0) {
 		cfg_warn(c, "BOOT_FAILURE_COUNT", v, R_FAILURES);
 		n = 0;
 	}
@@ -762,7 +720,7 @@ static void cfg_load_faults(struct cfg_ctx *c)
 	c->cfg->faults_spec = cfg_xstrdup(spec);
 	if (!c->cfg->enable_faults) {
 		/* A malformed PAR_ENABLE_FAULTS is already an error; don't pile a warning on it. */
-		if (!enable || cfg_parse_bool(enable, NULL) == 0)
+		if (!enable || parse_bool(enable, NULL) == 0)
 			cfg_warn(c, "PAR_FAULTS", spec, "ignored: PAR_ENABLE_FAULTS is not true");
 		return;
 	}

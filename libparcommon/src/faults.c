@@ -1,12 +1,12 @@
 /* Boot fault injection (SPEC §8.3): parses PAR_FAULTS ("name[=value],…") strictly, so a typo
  * in a test setup is an error rather than a fault that silently never fires. */
 #include "par/faults.h"
+#include "par/parse.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "par/config.h"
 
 #define FAULTS_MAX_MS 600000
 #define FAULTS_KNOWN "boot.delay=MS, rest.latency=MS, fetch.error, fetch.delay=MS, extract.error"
@@ -85,7 +85,7 @@ static const char *faults_apply(const char *item, size_t n, struct par_faults *o
 		return faults_rule(item, n, "value must be an integer 0..600000 (ms)");
 	memcpy(val, eq + 1, vlen);
 	val[vlen] = '\0';
-	if (cfg_parse_uint(val, 0, FAULTS_MAX_MS, &ms) != 0)
+	if (parse_uint(val, 0, FAULTS_MAX_MS, &ms) != 0)
 		return faults_rule(item, n, "value must be an integer 0..600000 (ms)");
 	*(uint32_t *)(field + d->offset) = (uint32_t)ms;
 	return NULL;

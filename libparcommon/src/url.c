@@ -1,6 +1,7 @@
 /* A small strict parser for package and endpoint URLs (SPEC §2): s3://bucket/key, https://,
  * and http:// only when the caller allows it. Anything odd is rejected with a rule. */
 #include "par/url.h"
+#include "par/parse.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -8,7 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "par/config.h"
 
 #define URL_S3_KEY_MAX 1024 /* S3's own limit on object key length */
 #define URL_HOST_MAX 253
@@ -220,7 +220,7 @@ static const char *url_parse_authority(const char *auth, size_t n, struct par_ur
 			return url_rule_port;
 		memcpy(buf, port, plen);
 		buf[plen] = '\0';
-		if (cfg_parse_uint(buf, 1, 65535, &p) != 0)
+		if (parse_uint(buf, 1, 65535, &p) != 0)
 			return url_rule_port;
 		out->port = (int)p;
 	}

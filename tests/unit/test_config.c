@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "par/config.h"
+#include "par/parse.h"
 #include "par/faults.h"
 #include "par/redact.h"
 #include "par/url.h"
@@ -1077,36 +1078,36 @@ START_TEST(test_faults_describe)
 }
 END_TEST
 
-/* ---- cfg_parse_uint / cfg_parse_bool -------------------------------------------------- */
+/* ---- parse_uint / parse_bool -------------------------------------------------- */
 
 START_TEST(test_parse_uint)
 {
 	uint64_t v = 42;
 
-	ck_assert_int_eq(cfg_parse_uint("0", 0, 10, &v), 0);
+	ck_assert_int_eq(parse_uint("0", 0, 10, &v), 0);
 	ck_assert_uint_eq(v, 0);
-	ck_assert_int_eq(cfg_parse_uint("007", 0, 10, &v), 0);
+	ck_assert_int_eq(parse_uint("007", 0, 10, &v), 0);
 	ck_assert_uint_eq(v, 7);
-	ck_assert_int_eq(cfg_parse_uint("10", 0, 10, &v), 0);
-	ck_assert_int_eq(cfg_parse_uint("11", 0, 10, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint("4", 5, 10, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint("18446744073709551615", 0, UINT64_MAX, &v), 0);
+	ck_assert_int_eq(parse_uint("10", 0, 10, &v), 0);
+	ck_assert_int_eq(parse_uint("11", 0, 10, &v), -1);
+	ck_assert_int_eq(parse_uint("4", 5, 10, &v), -1);
+	ck_assert_int_eq(parse_uint("18446744073709551615", 0, UINT64_MAX, &v), 0);
 	ck_assert(v == UINT64_MAX);
-	ck_assert_int_eq(cfg_parse_uint("18446744073709551616", 0, UINT64_MAX, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint("99999999999999999999999", 0, UINT64_MAX, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint("", 0, 10, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint(NULL, 0, 10, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint("-1", 0, 10, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint("+1", 0, 10, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint(" 1", 0, 10, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint("1 ", 0, 10, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint("0x1", 0, 10, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint("1.0", 0, 10, &v), -1);
-	ck_assert_int_eq(cfg_parse_uint("1e1", 0, 100, &v), -1);
+	ck_assert_int_eq(parse_uint("18446744073709551616", 0, UINT64_MAX, &v), -1);
+	ck_assert_int_eq(parse_uint("99999999999999999999999", 0, UINT64_MAX, &v), -1);
+	ck_assert_int_eq(parse_uint("", 0, 10, &v), -1);
+	ck_assert_int_eq(parse_uint(NULL, 0, 10, &v), -1);
+	ck_assert_int_eq(parse_uint("-1", 0, 10, &v), -1);
+	ck_assert_int_eq(parse_uint("+1", 0, 10, &v), -1);
+	ck_assert_int_eq(parse_uint(" 1", 0, 10, &v), -1);
+	ck_assert_int_eq(parse_uint("1 ", 0, 10, &v), -1);
+	ck_assert_int_eq(parse_uint("0x1", 0, 10, &v), -1);
+	ck_assert_int_eq(parse_uint("1.0", 0, 10, &v), -1);
+	ck_assert_int_eq(parse_uint("1e1", 0, 100, &v), -1);
 	v = 42;
-	ck_assert_int_eq(cfg_parse_uint("x", 0, 10, &v), -1);
+	ck_assert_int_eq(parse_uint("x", 0, 10, &v), -1);
 	ck_assert_uint_eq(v, 42); /* untouched on failure */
-	ck_assert_int_eq(cfg_parse_uint("5", 0, 10, NULL), 0);
+	ck_assert_int_eq(parse_uint("5", 0, 10, NULL), 0);
 }
 END_TEST
 
@@ -1121,17 +1122,17 @@ START_TEST(test_parse_bool)
 
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		b = false;
-		ck_assert_int_eq(cfg_parse_bool(t[i], &b), 0);
+		ck_assert_int_eq(parse_bool(t[i], &b), 0);
 		ck_assert(b);
 	}
 	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
 		b = true;
-		ck_assert_int_eq(cfg_parse_bool(f[i], &b), 0);
+		ck_assert_int_eq(parse_bool(f[i], &b), 0);
 		ck_assert(!b);
 	}
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		ck_assert_msg(cfg_parse_bool(bad[i], &b) == -1, "\"%s\" accepted", bad[i]);
-	ck_assert_int_eq(cfg_parse_bool(NULL, &b), -1);
+		ck_assert_msg(parse_bool(bad[i], &b) == -1, "\"%s\" accepted", bad[i]);
+	ck_assert_int_eq(parse_bool(NULL, &b), -1);
 }
 END_TEST
 

@@ -96,12 +96,6 @@ void cfg_issues_free(struct cfg_issues *issues);
  * "/"); on failure NULL and *rule. */
 char *cfg_normalise_base_path(const char *in, const char **rule);
 
-/* Strict parsers shared with the admin protocol: digits only (no sign, no spaces),
- * within [min, max]. 0 ok, -1 otherwise. */
-int cfg_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
-/* true/false/1/0/yes/no/on/off, any case. */
-int cfg_parse_bool(const char *s, bool *out);
-
 /* The variables, for docs and `show config`: name, default as shown, rule. NULL-terminated. */
 struct cfg_var_doc {
 	const char *name;
