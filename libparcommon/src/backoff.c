@@ -1,5 +1,6 @@
 /* Boot-failure backoff (SPEC §6.4): the delay rule and the per-agent counter file. */
 #include "par/backoff.h"
+#include "par/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -188,64 +189,6 @@ out:
 
 /* --- writing ----------------------------------------------------------------------------- */
 
-/* mkdir -p: parents get the usual 0755, the state directory itself 0700 since it is
- * runtime-private. */
-static int backoff_mkdirs(const char *dir)
-{
-	char *p = strdup(dir);
-	if (!p)
-		return -1;
-	int rc = -1;
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) != 0 && errno != EEXIST)
-			goto out;
-		*s = '/';
-	}
-	if (mkdir(p, 0700) != 0 && errno != EEXIST)
-		goto out;
-	struct stat st;
-	if (stat(p, &st) != 0)
-		goto out;
-	if (!S_ISDIR(st.st_mode)) {
-		errno = ENOTDIR;
-		goto out;
-	}
-	rc = 0;
-out:
-	free(p);
-	return rc;
-}
-
-static int backoff_write_all(int fd, const char *s, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, s, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		s += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* So the rename survives a crash, not only the file's bytes. */
-static int backoff_fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	int e = errno;
-	close(fd);
-	errno = e;
-	return rc;
-}
-
 /* "count\napp id\n"; control bytes in the id would only confuse an operator's cat. */
 static char *backoff_content(unsigned count, const char *agent_app_id)
 {
@@ -260,35 +203,6 @@ static char *backoff_content(unsigned count, const char *agent_app_id)
 	return s;
 }
 
-/* Writes content into a fresh temp file beside path and renames it over path. */
-static int backoff_replace(const char *dir, const char *path, const char *content)
-{
-	char *tmp = backoff_sprintf("%s.tmpXXXXXX", path);
-	if (!tmp)
-		return -1;
-	int rc = -1;
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		goto out;
-	int ok = backoff_write_all(fd, content, strlen(content)) == 0 && fsync(fd) == 0;
-	int e = errno;
-	if (close(fd) != 0 && ok) {
-		ok = 0;
-		e = errno;
-	}
-	if (!ok || rename(tmp, path) != 0) {
-		if (ok)
-			e = errno;
-		unlink(tmp);
-		errno = e;
-		goto out;
-	}
-	rc = backoff_fsync_dir(dir);
-out:
-	free(tmp);
-	return rc;
-}
-
 int backoff_state_write(const char *state_dir, const char *agent_app_id, unsigned count)
 {
 	char *path = backoff_state_path(state_dir, agent_app_id);
@@ -296,14 +210,14 @@ int backoff_state_write(const char *state_dir, const char *agent_app_id, unsigne
 		return -1;
 	int rc = -1;
 	char *content = NULL;
-	if (backoff_mkdirs(state_dir) != 0)
+	if (fs_mkdir_p(state_dir, 0700) != 0)
 		goto out;
 	/* Clamped so what we write always reads back as well-formed. */
 	content = backoff_content(count > BACKOFF_MAX_COUNT ? BACKOFF_MAX_COUNT : count,
 				  agent_app_id);
 	if (!content)
 		goto out;
-	rc = backoff_replace(state_dir, path, content);
+	rc = fs_replace_file(state_dir, path, content, strlen(content), 0600);
 out:
 	free(content);
 	int e = errno;
@@ -321,7 +235,7 @@ int backoff_state_clear(const char *state_dir, const char *agent_app_id)
 	if (unlink(path) != 0)
 		rc = errno == ENOENT ? 0 : -1;
 	else
-		rc = backoff_fsync_dir(state_dir);  /* so a reset is not undone by a crash */
+		rc = fs_fsync_dir(state_dir);  /* so a reset is not undone by a crash */
 	int e = errno;
 	free(path);
 	errno = e;
