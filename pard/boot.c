@@ -1,10 +1,10 @@
-/* The boot thread: fetch → verify → extract → manifest → install → load → surfaces →
- * probe, each phase timed in the lifecycle. Today a package is a local directory; the
- * archive and URL sources plug into the fetch/verify/extract phases. */
+/* The boot thread: fetch → verify → extract (package.c) → manifest → install → load →
+ * surfaces → probe, each phase timed in the lifecycle. */
 #include "boot.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +16,7 @@
 #include "par/log.h"
 #include "par/manifest.h"
 #include "par/timeutil.h"
+#include "package.h"
 
 static struct {
 	pthread_mutex_t mu;
@@ -24,6 +25,7 @@ static struct {
 	bool started;
 	bool joined;
 	bool cancel;
+	atomic_bool cancel_flag;  /* the same request, for the download's progress callback */
 	pthread_t notify;
 	const struct par_config *cfg;
 	struct boot_outcome out;
@@ -81,29 +83,6 @@ static int fail(enum lc_phase phase, int code, const char *fmt, ...)
 	return -1;
 }
 
-/* fetch/verify/extract: where the package comes from. A directory needs none of them. */
-static int phase_source(const struct par_config *cfg, const char **root)
-{
-	lc_phase_begin(PH_FETCH);
-	if (!cfg->agent_package_path)
-		return fail(PH_FETCH, PAR_EXIT_FETCH,
-			    "PACKAGE_URL packages are not supported by this build yet; "
-			    "set AGENT_PACKAGE_PATH to a package directory");
-	struct stat st;
-	if (stat(cfg->agent_package_path, &st) < 0)
-		return fail(PH_FETCH, PAR_EXIT_FETCH, "AGENT_PACKAGE_PATH %s: %s",
-			    cfg->agent_package_path, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return fail(PH_FETCH, PAR_EXIT_LOAD,
-			    "AGENT_PACKAGE_PATH %s is not a directory; .apkg archives are not "
-			    "supported by this build yet", cfg->agent_package_path);
-	lc_phase_end(PH_FETCH, PHS_SKIPPED, "local directory");
-	lc_phase_end(PH_VERIFY, PHS_SKIPPED, "local directory: no archive to hash");
-	lc_phase_end(PH_EXTRACT, PHS_SKIPPED, "local directory");
-	*root = cfg->agent_package_path;
-	return 0;
-}
-
 static int phase_manifest(const char *root)
 {
 	lc_phase_begin(PH_MANIFEST);
@@ -130,7 +109,7 @@ static int phase_manifest(const char *root)
 		 manifest_runtime_name(m->runtime));
 	lc_set_surface(SURFACE_A2A, m->has_a2a ? SURF_UNIMPLEMENTED : SURF_ABSENT);
 	lc_set_surface(SURFACE_UI, m->has_ui ? SURF_UNIMPLEMENTED : SURF_ABSENT);
-	lc_set_manifest(m, "directory", NULL);
+	lc_set_manifest(m);
 	lc_phase_end(PH_MANIFEST, PHS_DONE, note);
 	return 0;
 }
@@ -153,10 +132,18 @@ static void *boot_main(void *arg)
 {
 	(void)arg;
 	const struct par_config *cfg = boot.cfg;
-	const char *root = NULL;
-	int r = phase_source(cfg, &root);
+	struct package_result pr;
+	int r = package_prepare(cfg, &boot.cancel_flag, &pr);
+	if (r != 0) {
+		pthread_mutex_lock(&boot.mu);
+		snprintf(boot.out.reason, sizeof boot.out.reason, "%s", pr.reason);
+		boot.out.exit_code = pr.exit_code;
+		boot.out.phase = pr.phase;
+		pthread_mutex_unlock(&boot.mu);
+	}
 	if (r == 0)
-		r = phase_manifest(root);
+		r = phase_manifest(pr.root);
+	package_result_free(&pr);
 	if (r == 0) {
 		lc_phase_end(PH_INSTALL, PHS_SKIPPED, "no dependencies to install");
 		r = phase_load(cfg);
@@ -204,6 +191,7 @@ bool boot_cancel_and_join(int wait_ms)
 		return true;
 	pthread_mutex_lock(&boot.mu);
 	boot.cancel = true;
+	atomic_store(&boot.cancel_flag, true);
 	pthread_cond_broadcast(&boot.cond);
 	pthread_mutex_unlock(&boot.mu);
 

@@ -30,8 +30,6 @@ static struct {
 	struct lc_boot_limits limits;
 	bool budget_exceeded;
 	struct par_manifest *manifest;
-	char *source;
-	char *sha256;
 
 	struct metric_stateset *m_state;
 	struct metric *m_phase[PH_COUNT];
@@ -91,9 +89,6 @@ void lc_destroy(void)
 		free(lc.manifest);
 		lc.manifest = NULL;
 	}
-	free(lc.source);
-	free(lc.sha256);
-	lc.source = lc.sha256 = NULL;
 	pthread_mutex_unlock(&lc.mu);
 }
 
@@ -193,12 +188,10 @@ void lc_mark_budget_exceeded(void)
 	pthread_mutex_unlock(&lc.mu);
 }
 
-void lc_set_manifest(struct par_manifest *m, const char *source, const char *sha256)
+void lc_set_manifest(struct par_manifest *m)
 {
 	pthread_mutex_lock(&lc.mu);
 	lc.manifest = m;
-	lc.source = source ? strdup(source) : NULL;
-	lc.sha256 = sha256 ? strdup(sha256) : NULL;
 	pthread_mutex_unlock(&lc.mu);
 }
 
@@ -286,7 +279,7 @@ static void json_field(struct strbuf *out, const char *key, const char *value)
 	sb_json_str(out, value);
 }
 
-void lc_meta_json(struct strbuf *out, const struct par_config *cfg)
+void lc_meta_json(struct strbuf *out, const struct par_config *cfg, const char *package_json)
 {
 	pthread_mutex_lock(&lc.mu);
 	const struct par_manifest *m = lc.manifest;
@@ -298,10 +291,9 @@ void lc_meta_json(struct strbuf *out, const struct par_config *cfg)
 	json_field(out, "description", m ? m->description : NULL);
 	json_field(out, "author", m ? m->author : NULL);
 	json_field(out, "agentRuntime", m ? manifest_runtime_name(m->runtime) : NULL);
-	sb_puts(out, ",\"package\":{\"source\":");
-	sb_json_str(out, lc.source);
-	json_field(out, "sha256", lc.sha256);
-	sb_puts(out, "},\"surfaces\":");
+	sb_puts(out, ",\"package\":");
+	sb_puts(out, package_json ? package_json : "null");
+	sb_puts(out, ",\"surfaces\":");
 	surfaces_json_locked(out);
 	sb_puts(out, ",\"boot\":");
 	boot_json_locked(out);

@@ -48,9 +48,8 @@ void lc_set_surface(enum lc_surface_id id, enum lc_surface s);
 /* The boot's soft budget was crossed while booting (the watchdog calls this once). */
 void lc_mark_budget_exceeded(void);
 
-/* The package manifest, once parsed (ownership passes to the lifecycle), and where the
- * package came from ("directory", "archive", "s3", "https"…) with its sha256 (may be NULL). */
-void lc_set_manifest(struct par_manifest *m, const char *source, const char *sha256);
+/* The package manifest, once parsed (ownership passes to the lifecycle). */
+void lc_set_manifest(struct par_manifest *m);
 
 /* Health as /health reports it: READY and every declared surface serving. */
 bool lc_healthy(void);
@@ -59,8 +58,9 @@ int64_t lc_ready_mono_ms(void);     /* when READY was entered, 0 if never */
 /* JSON bodies, appended to out. */
 void lc_health_json(struct strbuf *out, int64_t now_epoch_ms);
 struct par_config;
-/* /meta: the package (name, version, description, sha256), surfaces, boot phases. */
-void lc_meta_json(struct strbuf *out, const struct par_config *cfg);
+/* /meta: the agent (name, version, description), surfaces, boot phases; package_json (a JSON
+ * object text: where the package came from) is embedded as "package". */
+void lc_meta_json(struct strbuf *out, const struct par_config *cfg, const char *package_json);
 void lc_boot_json(struct strbuf *out);   /* {"phases":[…],"totalMs",…} */
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "boot.h"
 #include "daemon.h"
 #include "lifecycle.h"
 #include "par/config.h"
@@ -16,6 +17,7 @@
 #include "par/manifest.h"
 #include "par/metrics.h"
 #include "par/timeutil.h"
+#include "package.h"
 #include "probe.h"
 #include "rest.h"
 
@@ -60,32 +62,38 @@ static void log_issues(const struct cfg_issues *issues, enum par_log_level level
 	}
 }
 
-/* --check of a package directory: every manifest problem on its own line. */
+/* --check: the package too, fetched (into the cache) and validated like a boot would. */
 static int check_package(const struct par_config *cfg)
 {
-	if (!cfg->agent_package_path) {
-		log_emit(PAR_LOG_WARN, "check.package.skipped",
-			 LOG_FIELDS(LF_STR("variable", "PACKAGE_URL")),
-			 "URL packages are not checked by this build");
-		return PAR_EXIT_OK;
+	struct package_result pr;
+	if (package_prepare(cfg, NULL, &pr) != 0) {
+		log_emit(PAR_LOG_ERROR, "check.package.failed",
+			 LOG_FIELDS(LF_STR("phase", lc_phase_name(pr.phase)),
+				    LF_STR("reason", pr.reason)),
+			 "package: %s", pr.reason);
+		return pr.exit_code;
 	}
 	struct par_manifest m;
 	struct manifest_problems p = {0};
-	if (manifest_load_dir(cfg->agent_package_path, &m, &p) == 0) {
+	int rc = PAR_EXIT_OK;
+	if (manifest_load_dir(pr.root, &m, &p) == 0) {
 		log_emit(PAR_LOG_INFO, "check.package.ok",
-			 LOG_FIELDS(LF_STR("name", m.name), LF_STR("version", m.version)),
+			 LOG_FIELDS(LF_STR("name", m.name), LF_STR("version", m.version),
+				    LF_STR("source", pr.source),
+				    LF_STR("sha256", pr.sha256[0] ? pr.sha256 : NULL)),
 			 "package %s %s is valid", m.name, m.version);
 		manifest_free(&m);
-		manifest_problems_free(&p);
-		return PAR_EXIT_OK;
+	} else {
+		for (size_t i = 0; i < p.n; i++)
+			log_emit(PAR_LOG_ERROR, "package.manifest.invalid",
+				 LOG_FIELDS(LF_STR("file", "agent.yaml"),
+					    LF_STR("key", p.v[i].where), LF_STR("rule", p.v[i].rule)),
+				 "agent.yaml: %s: %s", p.v[i].where, p.v[i].rule);
+		rc = PAR_EXIT_LOAD;
 	}
-	for (size_t i = 0; i < p.n; i++)
-		log_emit(PAR_LOG_ERROR, "package.manifest.invalid",
-			 LOG_FIELDS(LF_STR("file", "agent.yaml"), LF_STR("key", p.v[i].where),
-				    LF_STR("rule", p.v[i].rule)),
-			 "agent.yaml: %s: %s", p.v[i].where, p.v[i].rule);
 	manifest_problems_free(&p);
-	return PAR_EXIT_LOAD;
+	package_result_free(&pr);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -165,6 +173,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	lc_phase_end(PH_CONFIG, PHS_DONE, NULL);
+	if (package_init(&cfg, metrics) != 0) {
+		rc = PAR_EXIT_INTERNAL;
+		goto out;
+	}
 	if (check) {
 		rc = check_package(&cfg);
 		log_emit(rc ? PAR_LOG_ERROR : PAR_LOG_INFO, rc ? "check.failed" : "check.ok",
@@ -180,6 +192,11 @@ int main(int argc, char **argv)
 	rc = daemon_run(&cfg, metrics, start);
 	rest_stop();
 out:
+	/* A boot thread stuck past the hard limit may still use what is freed below: leave
+	 * without freeing (the kernel reclaims it) rather than race it. */
+	if (!boot_cancel_and_join(2000))
+		_exit(rc);
+	package_shutdown();
 	cfg_issues_free(&errors);
 	cfg_issues_free(&warnings);
 	lc_destroy();

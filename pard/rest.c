@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lifecycle.h"
+#include "package.h"
 #include "par/log.h"
 #include "par/strbuf.h"
 #include "par/timeutil.h"
@@ -237,8 +238,10 @@ static enum MHD_Result route_livez(struct MHD_Connection *c, struct req_ctx *ctx
 
 static enum MHD_Result route_meta(struct MHD_Connection *c, struct req_ctx *ctx)
 {
-	struct strbuf sb = STRBUF_INIT;
-	lc_meta_json(&sb, rest.cfg);
+	struct strbuf pk = STRBUF_INIT, sb = STRBUF_INIT;
+	package_meta_json(&pk);
+	lc_meta_json(&sb, rest.cfg, pk.oom ? NULL : pk.buf);
+	sb_free(&pk);
 	return respond_json(c, ctx, MHD_HTTP_OK, &sb);
 }
 

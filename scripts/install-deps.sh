@@ -10,20 +10,32 @@ pkgs=(
   libcurl4-openssl-dev libssl-dev libcjson-dev libarchive-dev libreadline-dev
   libcyaml-dev libyaml-dev check
   curl wrk python3 python3-grpcio python3-botocore netcat-openbsd valgrind procps zip unzip
+  openssl libarchive-tools libclang-rt-14-dev
 )
+# Node.js runs the test peers (s3rver); a machine that already has node keeps its own.
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-deps: all ${#pkgs[@]} packages present"
-  exit 0
+  echo "install-deps: all ${#pkgs[@]} Debian packages present"
+else
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+  $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-echo "install-deps: installing ${missing[*]}"
-$sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
-$sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
+# npm packages of the test peers, pinned by tests/peers/package-lock.json.
+peers="$(dirname "$0")/../tests/peers"
+if [ ! -f "$peers/node_modules/.package-lock.json" ] ||
+   ! cmp -s "$peers/package-lock.json" "$peers/node_modules/.par-installed-lock"; then
+  echo "install-deps: npm ci in tests/peers"
+  (cd "$peers" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$peers/package-lock.json" "$peers/node_modules/.par-installed-lock"
+fi

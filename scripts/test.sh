@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need, builds, runs the whole suite (Check unit
 # tests and the integration tests of the real binaries), then the same suite again in the
-# ASan+UBSan build. `--quick` skips the sanitizer pass.
+# ASan+UBSan build, then each libFuzzer target for a bounded time on its seed corpus.
+# `--quick` skips the sanitizer and fuzzing passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,4 +28,7 @@ if [ "$quick" -eq 0 ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   PAR_TEST_SLOWDOWN=3 CK_TIMEOUT_MULTIPLIER=10 \
     run_suite build-asan -DPAR_SANITIZE=ON
+
+  echo "== fuzzing (${PAR_FUZZ_SECONDS:-30} s per target)"
+  bash scripts/fuzz.sh "${PAR_FUZZ_SECONDS:-30}"
 fi

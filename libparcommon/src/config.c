@@ -42,6 +42,8 @@ extern char **environ;
 #define R_BUDGET "must be an integer 1..3600000 (ms, digits only)"
 #define R_FAILURES "must be an integer 0..1000000 (digits only); using 0"
 #define R_SHUTDOWN "must be an integer 0..3600 (seconds, digits only)"
+#define R_FETCH_TIMEOUT "must be an integer 1..3600 (seconds, digits only)"
+#define R_S3_ADDRESSING "must be auto, path or virtual (any case)"
 #define R_BACKOFF_RESET "must be an integer 1..86400 (seconds, digits only)"
 #define R_LOG_LEVEL "must be debug, info, warn (or warning) or error (any case)"
 #define R_LOG_FORMAT "must be json or text (any case)"
@@ -403,6 +405,23 @@ static void cfg_load_package_url(struct cfg_ctx *c, const char *v)
 }
 
 /* Where the package comes from; needs allow_http and s3_bucket already loaded. */
+static void cfg_load_s3_addressing(struct cfg_ctx *c)
+{
+	static const char *const names[] = {"auto", "path", "virtual"};
+	const char *v = cfg_get(c, "PAR_S3_ADDRESSING");
+
+	c->cfg->s3_addressing = S3_ADDR_AUTO;
+	if (!v)
+		return;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcasecmp(v, names[i]) == 0) {
+			c->cfg->s3_addressing = (enum s3_addressing)i;
+			return;
+		}
+	}
+	cfg_error(c, "PAR_S3_ADDRESSING", v, R_S3_ADDRESSING);
+}
+
 static void cfg_load_package(struct cfg_ctx *c)
 {
 	const char *path = cfg_get(c, "AGENT_PACKAGE_PATH");
@@ -422,6 +441,9 @@ static void cfg_load_package(struct cfg_ctx *c)
 			  "one of PACKAGE_URL or AGENT_PACKAGE_PATH is required");
 	}
 	cfg_load_sha256(c);
+	cfg_load_s3_addressing(c);
+	c->cfg->fetch_timeout_sec = (unsigned)cfg_load_uint(c, "PAR_FETCH_TIMEOUT_SEC", 120, 1, 3600,
+							    R_FETCH_TIMEOUT);
 	if (c->cfg->require_sha256 && !path && url && !cfg_get(c, "PACKAGE_SHA256"))
 		cfg_error(c, "PACKAGE_SHA256", NULL,
 			  "is required: PAR_REQUIRE_SHA256 is true and the package comes from "
@@ -912,6 +934,11 @@ const struct cfg_var_doc cfg_var_docs[] = {
 	 false},
 	{"AWS_ENDPOINT_URL_S3", "(unset)", "same rule as AWS_ENDPOINT_URL; wins over it for S3",
 	 false},
+	{"PAR_S3_ADDRESSING", "auto",
+	 "auto, path or virtual: how s3:// becomes an HTTP URL; auto is path-style with an "
+	 "AWS_ENDPOINT_URL*, virtual-host style against AWS", false},
+	{"PAR_FETCH_TIMEOUT_SEC", "120",
+	 "integer 1..3600: all attempts of one package download, retries included", false},
 	{"AWS_ACCESS_KEY_ID", "(unset)", "set together with AWS_SECRET_ACCESS_KEY or not at all",
 	 true},
 	{"AWS_SECRET_ACCESS_KEY", "(unset)", "set together with AWS_ACCESS_KEY_ID or not at all",
@@ -1010,6 +1037,11 @@ static void cfg_json_package(cJSON *o, const struct par_config *cfg)
 	cfg_json_str(o, "AWS_REGION", cfg->aws_region);
 	cfg_json_url(o, "AWS_ENDPOINT_URL", cfg->aws_endpoint_url);
 	cfg_json_url(o, "AWS_ENDPOINT_URL_S3", cfg->aws_endpoint_url_s3);
+	cfg_json_str(o, "PAR_S3_ADDRESSING",
+		     cfg->s3_addressing == S3_ADDR_PATH      ? "path"
+		     : cfg->s3_addressing == S3_ADDR_VIRTUAL ? "virtual"
+							     : "auto");
+	cJSON_AddNumberToObject(o, "PAR_FETCH_TIMEOUT_SEC", cfg->fetch_timeout_sec);
 }
 
 /* Whether each credential source is present, never a value. */

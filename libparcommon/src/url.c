@@ -15,7 +15,8 @@
 #define URL_LABEL_MAX 63
 
 static const char url_rule_empty[] = "must not be empty";
-static const char url_rule_chars[] = "must not contain whitespace or control characters";
+static const char url_rule_chars[] =
+	"must not contain control characters, nor spaces (except inside an s3:// key)";
 static const char url_rule_scheme[] = "must start with s3:// or https://";
 static const char url_rule_file[] =
 	"file:// is not allowed: use AGENT_PACKAGE_PATH for local packages";
@@ -42,11 +43,16 @@ static void url_fail(struct par_url *out, const char **rule, const char *why)
 
 /* Spaces and control bytes are never part of a URL we accept; bytes >= 0x80 are left to the
  * path (S3 keys may be UTF-8). */
-static bool url_has_bad_chars(const char *s)
+/* S3 keys may hold spaces (the AWS CLI takes s3://b/a b as is); nothing else may, and a
+ * leading or trailing space is always a copy-paste accident. */
+static bool url_has_bad_chars(const char *s, bool spaces_ok)
 {
+	size_t n = strlen(s);
+	if (n && (s[0] == ' ' || s[n - 1] == ' '))
+		return true;
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		if (c <= 0x20 || c == 0x7f)
+		if (c < 0x20 || c == 0x7f || (c == ' ' && !spaces_ok))
 			return true;
 	}
 	return false;
@@ -271,11 +277,9 @@ int url_parse(const char *s, bool allow_http, struct par_url *out, const char **
 		url_fail(out, rule, url_rule_empty);
 		return -1;
 	}
-	if (url_has_bad_chars(s)) {
-		url_fail(out, rule, url_rule_chars);
-		return -1;
-	}
 	why = url_scheme(s, allow_http, &out->scheme, &skip);
+	if (!why && url_has_bad_chars(s, out->scheme == URL_S3))
+		why = url_rule_chars;
 	if (why) {
 		url_fail(out, rule, why);
 		return -1;

@@ -2,7 +2,7 @@
 config exit code and one JSON error line naming the variable; valid edge values pass."""
 import unittest
 
-from pardtest import EXIT, PardTestCase, run_pard
+from pardtest import EXIT, PardTestCase, free_port, run_pard
 
 SHA = "a" * 64
 NO_PKG = {"AGENT_PACKAGE_PATH": None}
@@ -49,6 +49,8 @@ INVALID = [
     ("cache cap zero", {"PAR_CACHE_MAX_MB": "0"}, {"PAR_CACHE_MAX_MB"}),
     ("allow http maybe", {"PAR_ALLOW_HTTP": "maybe"}, {"PAR_ALLOW_HTTP"}),
     ("no package at all", NO_PKG, {"PACKAGE_URL", "AGENT_PACKAGE_PATH"}),
+    ("s3 addressing", {"PAR_S3_ADDRESSING": "sideways"}, {"PAR_S3_ADDRESSING"}),
+    ("fetch timeout zero", {"PAR_FETCH_TIMEOUT_SEC": "0"}, {"PAR_FETCH_TIMEOUT_SEC"}),
 ]
 
 
@@ -107,16 +109,20 @@ class ConfigErrors(PardTestCase):
 
 
 class ConfigValidEdges(PardTestCase):
+    # --check also fetches the package: URLs point at a closed loopback port, so nothing leaves
+    # the machine and the fetch fails fast (exit 11) — what matters here is no config error.
+    CLOSED = "127.0.0.1:%d" % free_port()
     VALID = [
-        ("HTTPS scheme upper case", dict(NO_PKG, PACKAGE_URL="HTTPS://example.test/agent.apkg")),
+        ("HTTPS scheme upper case", dict(NO_PKG, PACKAGE_URL="HTTPS://%s/agent.apkg" % CLOSED)),
         ("upper-case sha", {"PACKAGE_SHA256": SHA.upper()}),
         ("port 1", {"REST_PORT": "1"}),
         ("port 65535", {"REST_PORT": "65535"}),
         ("rest equals ui multiplexed", {"REST_PORT": "18002", "UI_PORT": "18002", "MULTIPLEXED": "yes"}),
         ("ui disabled", {"UI_PORT": "0"}),
         ("base path normalised", {"BASE_PATH": "agents/x/"}),
-        ("http with opt-in", dict(NO_PKG, PACKAGE_URL="http://127.0.0.1:9/a.apkg", PAR_ALLOW_HTTP="1")),
-        ("s3 url in its bucket", dict(NO_PKG, PACKAGE_URL="s3://mine/a.apkg", S3_BUCKET="mine")),
+        ("http with opt-in", dict(NO_PKG, PACKAGE_URL="http://%s/a.apkg" % CLOSED, PAR_ALLOW_HTTP="1")),
+        ("s3 url in its bucket", dict(NO_PKG, PACKAGE_URL="s3://mine/a.apkg", S3_BUCKET="mine",
+                                      AWS_ENDPOINT_URL_S3="http://%s" % CLOSED)),
         ("hard limit off", {"BOOT_HARD_LIMIT_MULTIPLIER": "0"}),
         ("text logs", {"LOG_FORMAT": "json", "LOG_LEVEL": "WARN"}),
     ]
@@ -124,9 +130,13 @@ class ConfigValidEdges(PardTestCase):
     def test_valid_edge_values_pass_check(self):
         for name, env in self.VALID:
             with self.subTest(name):
-                rc, p = run_pard(self, env=env, args=["--check"])
-                self.assertEqual(rc, EXIT["ok"], "\n".join(p.lines))
+                rc, p = run_pard(self, env=dict(env, PAR_FETCH_TIMEOUT_SEC="1"), args=["--check"])
                 self.assertFalse(config_errors(p))
+                if "PACKAGE_URL" in env:
+                    self.assertEqual(rc, EXIT["fetch"], "\n".join(p.lines))
+                    p.wait_event("check.package.failed")
+                else:
+                    self.assertEqual(rc, EXIT["ok"], "\n".join(p.lines))
 
     def test_malformed_boot_failure_count_is_a_warning(self):
         rc, p = run_pard(self, env={"BOOT_FAILURE_COUNT": "lots"}, args=["--check"])

@@ -39,6 +39,7 @@ enum arch_error {
 	ARCH_ERR_TOTAL_SIZE,       /* all entries together over max_total_bytes */
 	ARCH_ERR_SIZE_MISMATCH,    /* the data is not the size the entry declared */
 	ARCH_ERR_IO,               /* reading the file or writing the output */
+	ARCH_ERR_METHOD,           /* compressed other than stored, deflate or bzip2 */
 	ARCH_ERR_COUNT
 };
 

@@ -9,6 +9,7 @@
 #define PAR_CACHE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct pkg_cache;
@@ -22,6 +23,11 @@ const char *cache_tmp_dir(const struct pkg_cache *c);
 /* Exclusive lock on one entry for the caller's fetch/verify/extract; waits up to wait_ms
  * (another pard is filling it). Returns a lock fd (>= 0) or -1 (timeout or error, errno set). */
 int cache_lock(struct pkg_cache *c, const char *sha256, int wait_ms);
+/* Shared "in use" hold on an entry (locks/<sha256>.pin) for as long as an agent runs from it,
+ * so no pard's eviction removes it; pins never block cache_lock. Take it while holding the
+ * entry's lock; released with cache_unlock. Lock fd or -1 as for cache_lock. */
+int cache_pin(struct pkg_cache *c, const char *sha256, int wait_ms);
+/* Releases a cache_lock or cache_pin fd. */
 void cache_unlock(int lock_fd);
 
 /* malloc'd paths of an entry (whether or not it exists). */
@@ -47,8 +53,8 @@ int cache_commit_extracted(struct pkg_cache *c, const char *tmp_dir, const char 
 
 /* Removes least-recently-used entries (a package and its tree count as one entry, by the
  * newer of their use times) until the total is at most max_bytes; never an entry whose lock
- * another process holds, nor keep_sha256. Also removes temp leftovers older than an hour.
- * Returns the bytes freed. */
+ * or pin anyone holds (this process included), nor keep_sha256. Also removes temp leftovers
+ * older than an hour. Returns the bytes freed. */
 uint64_t cache_evict(struct pkg_cache *c, const char *keep_sha256);
 /* Bytes in packages/ and extracted/ now. */
 uint64_t cache_size(struct pkg_cache *c);

@@ -9,6 +9,7 @@
 
 #include "par/faults.h"
 #include "par/log.h"
+#include "par/url.h"
 
 struct par_config {
 	char *agent_app_id;
@@ -24,6 +25,8 @@ struct par_config {
 	char *aws_region;             /* AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1 */
 	char *aws_endpoint_url;       /* NULL when unset */
 	char *aws_endpoint_url_s3;    /* NULL when unset */
+	enum s3_addressing s3_addressing; /* PAR_S3_ADDRESSING */
+	unsigned fetch_timeout_sec;   /* PAR_FETCH_TIMEOUT_SEC: all attempts of one fetch */
 
 	uint16_t rest_port;
 	uint16_t a2a_port;

@@ -12,8 +12,7 @@
 #include "par/awscreds.h"
 #include "par/faults.h"
 #include "par/ledger.h"
-
-enum s3_addressing { S3_ADDR_AUTO, S3_ADDR_PATH, S3_ADDR_VIRTUAL };
+#include "par/url.h"
 
 struct fetch_opts {
 	const char *url;             /* s3://bucket/key, https://…, http://… */

@@ -6,6 +6,10 @@
 
 enum url_scheme { URL_S3, URL_HTTPS, URL_HTTP };
 
+/* How an s3:// URL becomes an HTTP one (PAR_S3_ADDRESSING): AUTO is path-style with a custom
+ * endpoint (what local S3 servers expect) and virtual-host style against AWS. */
+enum s3_addressing { S3_ADDR_AUTO, S3_ADDR_PATH, S3_ADDR_VIRTUAL };
+
 struct par_url {
 	enum url_scheme scheme;
 	char *host;   /* https/http: host name or literal (IPv6 without brackets); s3: NULL */

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, build-fuzz/) and runs each for SECONDS (default 30)
+# over a scratch copy of its seeds; any finding fails the run (see tests/fuzz/README.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+secs=${1:-30}
+dir=build-fuzz
+CC=clang cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPAR_FUZZ=ON \
+  -DBUILD_TESTING=OFF >/dev/null
+cmake --build "$dir" -j"$(nproc)" --target fuzz_manifest fuzz_archive
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$dir/artifacts"
+status=0
+for t in manifest archive; do
+  mkdir -p "$work/$t"
+  cp tests/fuzz/corpus/$t/* "$work/$t/"
+  echo "== fuzz_$t: ${secs}s over $(ls "$work/$t" | wc -l) seeds"
+  if ! "$dir/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+      -max_len=65536 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t-" \
+      -dict="tests/fuzz/$t.dict" "$work/$t"; then
+    echo "fuzz_$t FAILED: see $dir/artifacts/$t-*" >&2
+    status=1
+  fi
+done
+exit $status
