@@ -65,24 +65,6 @@ static void report_free(struct report *r)
 	free(r->version);
 }
 
-static int hash_file(const char *path, char hex[65])
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	struct sha256_ctx *h = sha256_new();
-	char buf[65536];
-	ssize_t n;
-	while (h && ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)))
-		if (n > 0)
-			sha256_update(h, buf, (size_t)n);
-	close(fd);
-	if (!h)
-		return -1;
-	sha256_final_hex(h, hex);
-	return 0;
-}
-
 static void check_manifest(struct report *r, int rc, struct par_manifest *m,
 			   struct manifest_problems *mp)
 {
@@ -99,7 +81,7 @@ static void check_manifest(struct report *r, int rc, struct par_manifest *m,
 static void check_archive(struct report *r, const char *path, const char *want_sha,
 			  uint64_t max_extract_mb)
 {
-	if (hash_file(path, r->sha256) != 0) {
+	if (sha256_file(path, r->sha256) != 0) {
 		add(r, "package", NULL, "io", strerror(errno));
 		return;
 	}

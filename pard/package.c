@@ -126,30 +126,6 @@ void package_meta_json(struct strbuf *out)
 	sb_putc(out, '}');
 }
 
-/* SHA-256 of a whole file, streamed. 0 ok, -1 with errno. */
-static int hash_file(const char *path, char hex[65])
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	struct sha256_ctx *h = sha256_new();
-	if (!h) {
-		close(fd);
-		errno = ENOMEM;
-		return -1;
-	}
-	char buf[65536];
-	ssize_t n;
-	while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-		if (n > 0)
-			sha256_update(h, buf, (size_t)n);
-	int e = errno;
-	sha256_final_hex(h, hex);
-	close(fd);
-	errno = e;
-	return n < 0 ? -1 : 0;
-}
-
 static void log_corrupt(const char *sha, const char *entry)
 {
 	log_emit(PAR_LOG_WARN, "cache.corrupt", LOG_FIELDS(LF_STR("sha256", sha), LF_STR("entry", entry)),
@@ -231,7 +207,7 @@ static int prepare_file(const struct par_config *cfg, struct pkg_cache *cache,
 	r->source = "file";
 	lc_phase_end(PH_FETCH, PHS_SKIPPED, "local file");
 	lc_phase_begin(PH_VERIFY);
-	if (hash_file(cfg->agent_package_path, r->sha256) < 0)
+	if (sha256_file(cfg->agent_package_path, r->sha256) < 0)
 		return fail(r, PH_VERIFY, PAR_EXIT_FETCH, "cannot read %s: %s",
 			    cfg->agent_package_path, strerror(errno));
 	if (cfg->package_sha256 && strcmp(cfg->package_sha256, r->sha256) != 0)

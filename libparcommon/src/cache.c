@@ -26,7 +26,6 @@
 #define CACHE_LOCK_POLL_MS 20
 #define CACHE_TMP_MAX_AGE_SEC 3600
 #define CACHE_WALK_MAX_DEPTH 256         /* one fd per level; deeper trees are refused */
-#define CACHE_HASH_BUF (64u << 10)
 
 struct pkg_cache {
 	pthread_mutex_t mu;  /* serialises evictions and size scans of this struct */
@@ -306,36 +305,6 @@ void cache_unlock(int lock_fd)
 
 /* --- the package file --------------------------------------------------------------------- */
 
-/* sha256 of everything readable from fd into hex; -1 with errno on a read error. */
-static int cache_hash_fd(int fd, char hex[65])
-{
-	struct sha256_ctx *h = sha256_new();
-	char *buf = malloc(CACHE_HASH_BUF);
-	int rc = -1;
-	if (!h || !buf) {
-		errno = ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf, CACHE_HASH_BUF);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto out;
-		if (n == 0)
-			break;
-		sha256_update(h, buf, (size_t)n);
-	}
-	sha256_final_hex(h, hex);
-	h = NULL;
-	rc = 0;
-out:
-	if (h)
-		sha256_final_hex(h, hex);  /* the only way to free a context */
-	free(buf);
-	return rc;
-}
-
 /* Removes whatever sits at path (file, symlink or directory) and syncs its directory. */
 static void cache_discard(const char *dir, const char *path)
 {
@@ -351,7 +320,7 @@ static int cache_check_package(const char *path, const char *sha256)
 		return errno == ELOOP || errno == EISDIR ? 0 : -1;
 	struct stat st;
 	char hex[65] = "";
-	int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && cache_hash_fd(fd, hex) == 0 &&
+	int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && sha256_fd(fd, hex) == 0 &&
 		 strcmp(hex, sha256) == 0;
 	if (ok)
 		futimens(fd, NULL);  /* the LRU use time; a read-only cache still serves hits */

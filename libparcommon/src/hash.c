@@ -1,8 +1,13 @@
 /* SHA-256 over OpenSSL's EVP interface, streamed so packages never need to fit in memory. */
 #include "par/hash.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+#define HASH_BUF (256 * 1024)
 
 struct sha256_ctx {
 	EVP_MD_CTX *md;
@@ -63,4 +68,48 @@ void sha256_hex(const void *data, size_t n, char hex[65])
 	}
 	sha256_update(c, data, n);
 	sha256_final_hex(c, hex);
+}
+
+int sha256_fd(int fd, char hex[65])
+{
+	struct sha256_ctx *h = sha256_new();
+	char *buf = malloc(HASH_BUF);
+	int rc = -1;
+	hex[0] = '\0';
+	if (!h || !buf) {
+		errno = ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, HASH_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto out;
+		if (n == 0)
+			break;
+		sha256_update(h, buf, (size_t)n);
+	}
+	rc = 0;
+out:;
+	int e = errno;
+	char tmp[65];
+	/* Finishing is the only way to free a context; a failed read must not leave a digest. */
+	sha256_final_hex(h, rc == 0 ? hex : tmp);
+	free(buf);
+	errno = e;
+	return rc;
+}
+
+int sha256_file(const char *path, char hex[65])
+{
+	hex[0] = '\0';
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = sha256_fd(fd, hex);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return rc;
 }

@@ -109,20 +109,6 @@ static struct egress_entry *ledger_copy_locked(struct egress_ledger *l)
 	return out;
 }
 
-size_t ledger_snapshot(struct egress_ledger *l, struct egress_entry **out)
-{
-	size_t n = 0;
-
-	*out = NULL;
-	if (!l)
-		return 0;
-	pthread_mutex_lock(&l->mu);
-	*out = ledger_copy_locked(l);
-	if (*out)
-		n = l->count;
-	pthread_mutex_unlock(&l->mu);
-	return n;
-}
 
 size_t ledger_count(struct egress_ledger *l)
 {
@@ -153,6 +139,12 @@ static size_t ledger_snapshot_totals(struct egress_ledger *l, struct egress_entr
 	*total = l->total;
 	pthread_mutex_unlock(&l->mu);
 	return n;
+}
+
+size_t ledger_snapshot(struct egress_ledger *l, struct egress_entry **out)
+{
+	uint64_t total;
+	return ledger_snapshot_totals(l, out, &total);
 }
 
 static bool ledger_same_group(const struct egress_entry *a, const struct egress_entry *b)
