@@ -16,7 +16,16 @@
 #include "par/log.h"
 #include "par/manifest.h"
 #include "par/timeutil.h"
+#include "a2a.h"
+#include "agent.h"
+#include "listen.h"
 #include "package.h"
+#include "rest.h"
+#include "ui.h"
+
+/* How long the load phase waits for an agent to answer (a worker's /ping); the hard boot
+ * limit, when shorter, ends the wait first. */
+#define AGENT_LOAD_WAIT_MS 120000
 
 static struct {
 	pthread_mutex_t mu;
@@ -28,6 +37,7 @@ static struct {
 	atomic_bool cancel_flag;  /* the same request, for the download's progress callback */
 	pthread_t notify;
 	const struct par_config *cfg;
+	struct metrics *metrics;
 	struct boot_outcome out;
 } boot = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
@@ -83,7 +93,7 @@ static int fail(enum lc_phase phase, int code, const char *fmt, ...)
 	return -1;
 }
 
-static int phase_manifest(const char *root)
+static int phase_manifest(const char *root, const struct par_manifest **out)
 {
 	lc_phase_begin(PH_MANIFEST);
 	struct par_manifest *m = calloc(1, sizeof *m);
@@ -107,14 +117,14 @@ static int phase_manifest(const char *root)
 	char note[96];
 	snprintf(note, sizeof note, "%s %s (%s)", m->name, m->version,
 		 manifest_runtime_name(m->runtime));
-	lc_set_surface(SURFACE_A2A, m->has_a2a ? SURF_UNIMPLEMENTED : SURF_ABSENT);
-	lc_set_surface(SURFACE_UI, m->has_ui ? SURF_UNIMPLEMENTED : SURF_ABSENT);
-	lc_set_manifest(m);
+	lc_set_manifest(m);   /* the lifecycle owns it now; it outlives the boot thread */
+	*out = m;
 	lc_phase_end(PH_MANIFEST, PHS_DONE, note);
 	return 0;
 }
 
-static int phase_load(const struct par_config *cfg)
+static int phase_load(const struct par_config *cfg, const struct par_manifest *m,
+		      const char *root)
 {
 	lc_phase_begin(PH_LOAD);
 	if (cfg->faults.boot_delay_ms) {
@@ -124,7 +134,80 @@ static int phase_load(const struct par_config *cfg)
 		if (boot_wait_ms(cfg->faults.boot_delay_ms) < 0)
 			return fail(PH_LOAD, PAR_EXIT_LOAD, "cancelled");
 	}
-	lc_phase_end(PH_LOAD, PHS_DONE, "no agent code in this build");
+	char err[400];
+	if (agent_load(cfg, m, root, boot.metrics, time_mono_ms() + AGENT_LOAD_WAIT_MS, err,
+		       sizeof err) != 0)
+		return fail(PH_LOAD, PAR_EXIT_LOAD, "%s", err);
+	lc_phase_end(PH_LOAD, PHS_DONE, agent_present() ? "agent loaded" : "no agent code");
+	return 0;
+}
+
+/* The UI's files, on UI_PORT (unless 0 or shared with REST) and, when MULTIPLEXED, under
+ * {BASE}/ui/ on the REST port (rest.c routes it). */
+/* gRPC serves a package that declares a2a, and any package with agent code: its actions
+ * are callable over A2A whether or not the manifest says so. */
+static int start_a2a(const struct par_config *cfg, const struct par_manifest *m)
+{
+	if (!m->has_a2a && !agent_present()) {
+		lc_set_surface(SURFACE_A2A, SURF_ABSENT);
+		return 0;
+	}
+	char err[400];
+	if (a2a_start(cfg, boot.metrics, err, sizeof err) != 0) {
+		log_emit(PAR_LOG_ERROR, "a2a.bind.failed",
+			 LOG_FIELDS(LF_STR("variable", "A2A_PORT"), LF_UINT("port", cfg->a2a_port),
+				    LF_STR("error", err)),
+			 "A2A listener: %s", err);
+		return fail(PH_SURFACES, PAR_EXIT_BIND, "A2A listener: %s", err);
+	}
+	lc_set_surface(SURFACE_A2A, SURF_UP);
+	return 0;
+}
+
+static int start_ui(const struct par_config *cfg, const struct par_manifest *m, const char *root)
+{
+	char err[400];
+	if (!m->has_ui) {
+		lc_set_surface(SURFACE_UI, SURF_ABSENT);
+		return 0;
+	}
+	if (ui_open(cfg, m, root, err, sizeof err) != 0)
+		return fail(PH_SURFACES, PAR_EXIT_LOAD, "%s", err);
+	bool own_port = cfg->ui_port && cfg->ui_port != cfg->rest_port;
+	if (!own_port && !cfg->multiplexed) {
+		log_emit(PAR_LOG_WARN, "ui.disabled", LOG_NOFIELDS,
+			 "the package has a UI but UI_PORT=0 and MULTIPLEXED=false: not served");
+		lc_set_surface(SURFACE_UI, SURF_ABSENT);
+		return 0;
+	}
+	if (own_port) {
+		int fd = listen_tcp(cfg->ui_port, err, sizeof err);
+		if (fd < 0) {
+			log_emit(PAR_LOG_ERROR, "ui.bind.failed",
+				 LOG_FIELDS(LF_STR("variable", "UI_PORT"), LF_UINT("port", cfg->ui_port),
+					    LF_STR("error", err)),
+				 "UI listener: %s", err);
+			return fail(PH_SURFACES, PAR_EXIT_BIND, "UI listener: %s", err);
+		}
+		if (rest_start_ui(fd) != 0)
+			return fail(PH_SURFACES, PAR_EXIT_BIND, "the UI HTTP server did not start");
+		log_emit(PAR_LOG_INFO, "ui.listening", LOG_FIELDS(LF_UINT("port", cfg->ui_port)),
+			 "UI listening on port %u", cfg->ui_port);
+	}
+	lc_set_surface(SURFACE_UI, SURF_UP);
+	return 0;
+}
+
+/* Every surface the package declares and this build serves; REST is already up. */
+static int phase_surfaces(const struct par_config *cfg, const struct par_manifest *m,
+			  const char *root)
+{
+	lc_phase_begin(PH_SURFACES);
+	if (start_a2a(cfg, m) != 0)
+		return -1;
+	if (start_ui(cfg, m, root) != 0)
+		return -1;
+	lc_phase_end(PH_SURFACES, PHS_DONE, NULL);
 	return 0;
 }
 
@@ -141,16 +224,17 @@ static void *boot_main(void *arg)
 		boot.out.phase = pr.phase;
 		pthread_mutex_unlock(&boot.mu);
 	}
+	const struct par_manifest *m = NULL;
 	if (r == 0)
-		r = phase_manifest(pr.root);
-	package_result_free(&pr);
+		r = phase_manifest(pr.root, &m);
 	if (r == 0) {
 		lc_phase_end(PH_INSTALL, PHS_SKIPPED, "no dependencies to install");
-		r = phase_load(cfg);
+		r = phase_load(cfg, m, pr.root);
 	}
+	if (r == 0)
+		r = phase_surfaces(cfg, m, pr.root);
+	package_result_free(&pr);
 	if (r == 0) {
-		lc_phase_begin(PH_SURFACES);
-		lc_phase_end(PH_SURFACES, PHS_DONE, "rest");
 		lc_phase_begin(PH_PROBE);
 		lc_phase_end(PH_PROBE, PHS_DONE, NULL);
 		if (boot_cancelled())
@@ -164,9 +248,10 @@ static void *boot_main(void *arg)
 	return NULL;
 }
 
-int boot_start(const struct par_config *cfg, pthread_t notify_thread)
+int boot_start(const struct par_config *cfg, struct metrics *metrics, pthread_t notify_thread)
 {
 	boot.cfg = cfg;
+	boot.metrics = metrics;
 	boot.notify = notify_thread;
 	/* The phase waits measure against CLOCK_MONOTONIC, so the condition must too. */
 	pthread_condattr_t ca;

@@ -8,6 +8,7 @@
 
 #include "lifecycle.h"
 #include "par/config.h"
+#include "par/metrics.h"
 
 struct boot_outcome {
 	bool done;            /* the thread has finished (READY or failed) */
@@ -19,7 +20,7 @@ struct boot_outcome {
 
 /* Starts the boot thread at phase `fetch` (config and listen are the main thread's).
  * When it finishes it sends SIGUSR1 to notify_thread. 0 ok, -1 otherwise. */
-int boot_start(const struct par_config *cfg, pthread_t notify_thread);
+int boot_start(const struct par_config *cfg, struct metrics *metrics, pthread_t notify_thread);
 
 /* Copies the outcome (done=false while still running). */
 struct boot_outcome boot_outcome(void);

@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "a2a.h"
+#include "agent.h"
 #include "boot.h"
 #include "lifecycle.h"
 #include "listen.h"
@@ -20,6 +22,9 @@
 #include "rest.h"
 
 static unsigned persisted_failures;
+
+/* Drain step 5: a worker gets SIGTERM, then SIGKILL after this long. */
+#define WORKER_GRACE_MS 5000
 
 /* "SIGTERM", as operators write it (strsignal would say "Terminated"). */
 static const char *signame(int sig)
@@ -41,14 +46,18 @@ void daemon_signal_set(sigset_t *set)
 	sigaddset(set, SIGHUP);
 }
 
-/* pard may be PID 1: every orphan in the container becomes its child. */
+/* pard may be PID 1: every orphan in the container becomes its child. The agent's worker is
+ * one of them, and its supervisor wants the status first. */
 static void reap_children(void)
 {
 	int status;
 	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (agent_child_exited(pid, status))
+			continue;
 		log_emit(PAR_LOG_DEBUG, "process.reaped", LOG_FIELDS(LF_INT("pid", pid)),
 			 "reaped child %d", (int)pid);
+	}
 }
 
 /* Waits up to ms for a stop signal, reaping children and ignoring the rest meanwhile.
@@ -121,6 +130,13 @@ int daemon_fail_exit(const struct par_config *cfg, int code, const char *phase,
 	return code;
 }
 
+/* What the drain waits for: requests on every surface and calls into the agent. */
+static unsigned in_flight(void)
+{
+	/* Every call into the agent arrives through one of these, so it is counted there. */
+	return rest_in_flight() + a2a_in_flight();
+}
+
 /* A second stop signal during the drain: the operator wants out now. */
 static void __attribute__((noreturn)) forced_exit(int sig)
 {
@@ -137,7 +153,7 @@ static int drain(const struct par_config *cfg, int sig)
 	int64_t t0 = time_mono_ms();
 	bool was_ready = lc_state() == LC_READY;
 	lc_set_state(LC_DRAINING);
-	rest_begin_drain();
+	a2a_begin_drain();
 	log_emit(PAR_LOG_INFO, "drain.start",
 		 LOG_FIELDS(LF_STR("signal", signame(sig)),
 			    LF_UINT("drainDelaySec", cfg->drain_delay_sec),
@@ -153,14 +169,15 @@ static int drain(const struct par_config *cfg, int sig)
 			forced_exit(s);
 	}
 	rest_stop_accepting();
+	a2a_stop_accepting();
 
 	int64_t deadline = time_mono_ms() + (int64_t)cfg->graceful_shutdown_timeout_sec * 1000;
-	while (rest_in_flight() > 0 && time_mono_ms() < deadline) {
+	while (in_flight() > 0 && time_mono_ms() < deadline) {
 		int s = wait_stop_signal(20);
 		if (s)
 			forced_exit(s);
 	}
-	unsigned left = rest_in_flight();
+	unsigned left = in_flight();
 	if (left)
 		log_emit(PAR_LOG_WARN, "drain.timeout", LOG_FIELDS(LF_UINT("inFlight", left)),
 			 "grace period over: cancelling %u request(s)", left);
@@ -174,8 +191,11 @@ static int drain(const struct par_config *cfg, int sig)
 		if (s)
 			forced_exit(s);
 	}
+	/* Cancels what is left, then waits for every call to be released (never an abort). */
+	a2a_stop(deadline);
 	rest_stop();
 	boot_cancel_and_join(1000);
+	agent_stop(WORKER_GRACE_MS);
 	lc_set_state(LC_STOPPED);
 	log_emit(PAR_LOG_INFO, "drain.done",
 		 LOG_FIELDS(LF_INT("durationMs", time_mono_ms() - t0), LF_UINT("cancelled", left)),
@@ -254,7 +274,7 @@ int daemon_run(const struct par_config *cfg, struct metrics *metrics, int64_t st
 	int rc = start_rest(cfg, metrics);
 	if (rc)
 		return rc;
-	if (boot_start(cfg, pthread_self()) < 0)
+	if (boot_start(cfg, metrics, pthread_self()) < 0)
 		return daemon_fail_exit(cfg, PAR_EXIT_INTERNAL, "fetch", "boot thread");
 
 	int64_t budget = (int64_t)cfg->boot_budget_ms;

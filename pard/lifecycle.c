@@ -45,7 +45,40 @@ static const char *const phase_names[PH_COUNT] = {
 static const char *const phase_status_names[] = {
 	"pending", "running", "done", "skipped", "failed"};
 static const char *const surface_names[] = {"absent", "unimplemented", "up", "down"};
-static const char *const surface_ids[SURFACE_COUNT] = {"rest", "a2a", "ui"};
+static const char *const surface_ids[SURFACE_COUNT] = {"rest", "a2a", "ui", "agent"};
+
+#define LC_MAX_LISTENERS 8
+struct lc_listener {
+	void (*fn)(void *ctx);
+	void *ctx;
+};
+static struct lc_listener listeners[LC_MAX_LISTENERS];
+static int nlisteners;
+static bool (*health_probe)(void);
+
+void lc_on_change(void (*fn)(void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&lc.mu);
+	if (nlisteners < LC_MAX_LISTENERS)
+		listeners[nlisteners++] = (struct lc_listener){fn, ctx};
+	pthread_mutex_unlock(&lc.mu);
+}
+
+void lc_set_health_probe(bool (*probe)(void))
+{
+	pthread_mutex_lock(&lc.mu);
+	health_probe = probe;
+	pthread_mutex_unlock(&lc.mu);
+}
+
+static void notify_listeners(void)
+{
+	pthread_mutex_lock(&lc.mu);
+	int n = nlisteners;
+	pthread_mutex_unlock(&lc.mu);
+	for (int i = 0; i < n; i++)
+		listeners[i].fn(listeners[i].ctx);
+}
 
 const char *lc_state_name(enum lc_state s) { return s < LC_NSTATES ? state_names[s] : "?"; }
 const char *lc_phase_name(enum lc_phase p) { return p < PH_COUNT ? phase_names[p] : "?"; }
@@ -129,10 +162,12 @@ void lc_set_state(enum lc_state s)
 	}
 	metric_stateset_set(lc.m_state, s);
 	pthread_mutex_unlock(&lc.mu);
-	if (old != s)
+	if (old != s) {
 		log_emit(PAR_LOG_INFO, "lifecycle.state",
 			 LOG_FIELDS(LF_STR("from", state_names[old]), LF_STR("to", state_names[s])),
 			 "state %s -> %s", state_names[old], state_names[s]);
+		notify_listeners();
+	}
 }
 
 void lc_phase_begin(enum lc_phase p)
@@ -173,11 +208,21 @@ void lc_set_surface(enum lc_surface_id id, enum lc_surface s)
 	enum lc_surface old = lc.surfaces[id];
 	lc.surfaces[id] = s;
 	pthread_mutex_unlock(&lc.mu);
-	if (old != s)
+	if (old != s) {
 		log_emit(PAR_LOG_INFO, "surface.state",
 			 LOG_FIELDS(LF_STR("surface", surface_ids[id]),
 				    LF_STR("state", surface_names[s])),
 			 "surface %s is %s", surface_ids[id], surface_names[s]);
+		notify_listeners();
+	}
+}
+
+enum lc_surface lc_get_surface(enum lc_surface_id id)
+{
+	pthread_mutex_lock(&lc.mu);
+	enum lc_surface s = lc.surfaces[id];
+	pthread_mutex_unlock(&lc.mu);
+	return s;
 }
 
 void lc_mark_budget_exceeded(void)
@@ -192,6 +237,17 @@ void lc_set_manifest(struct par_manifest *m)
 {
 	pthread_mutex_lock(&lc.mu);
 	lc.manifest = m;
+	pthread_mutex_unlock(&lc.mu);
+}
+
+void lc_manifest_info(char *name, size_t name_len, char *version, size_t version_len,
+		      char *desc, size_t desc_len)
+{
+	pthread_mutex_lock(&lc.mu);
+	const struct par_manifest *m = lc.manifest;
+	snprintf(name, name_len, "%s", m && m->name ? m->name : "");
+	snprintf(version, version_len, "%s", m && m->version ? m->version : "");
+	snprintf(desc, desc_len, "%s", m && m->description ? m->description : "");
 	pthread_mutex_unlock(&lc.mu);
 }
 
@@ -211,8 +267,10 @@ bool lc_healthy(void)
 {
 	pthread_mutex_lock(&lc.mu);
 	bool ok = healthy_locked();
+	bool (*probe)(void) = health_probe;
 	pthread_mutex_unlock(&lc.mu);
-	return ok;
+	/* Outside the lock: the probe may call into the agent. */
+	return ok && (!probe || probe());
 }
 
 static void surfaces_json_locked(struct strbuf *out)
@@ -225,10 +283,11 @@ static void surfaces_json_locked(struct strbuf *out)
 	sb_putc(out, '}');
 }
 
-void lc_health_json(struct strbuf *out, int64_t now_epoch_ms)
+bool lc_health_json(struct strbuf *out, int64_t now_epoch_ms)
 {
+	bool ok = lc_healthy();
 	pthread_mutex_lock(&lc.mu);
-	sb_printf(out, "{\"ok\":%s,\"state\":\"%s\"", healthy_locked() ? "true" : "false",
+	sb_printf(out, "{\"ok\":%s,\"state\":\"%s\"", ok ? "true" : "false",
 		  state_names[lc.state]);
 	if (lc.state == LC_BOOTING)
 		sb_printf(out, ",\"phase\":\"%s\"", phase_names[lc.phase]);
@@ -236,6 +295,7 @@ void lc_health_json(struct strbuf *out, int64_t now_epoch_ms)
 	surfaces_json_locked(out);
 	sb_printf(out, ",\"timestamp\":%lld}", (long long)now_epoch_ms);
 	pthread_mutex_unlock(&lc.mu);
+	return ok;
 }
 
 static void boot_json_locked(struct strbuf *out)

@@ -4,6 +4,7 @@
 #define PARD_LIFECYCLE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "par/manifest.h"
@@ -22,7 +23,8 @@ enum lc_phase_status { PHS_PENDING, PHS_RUNNING, PHS_DONE, PHS_SKIPPED, PHS_FAIL
 /* What a surface is doing: not declared by the package, declared but not in this build,
  * serving, or declared and not serving. */
 enum lc_surface { SURF_ABSENT, SURF_UNIMPLEMENTED, SURF_UP, SURF_DOWN };
-enum lc_surface_id { SURFACE_REST, SURFACE_A2A, SURFACE_UI, SURFACE_COUNT };
+/* The three surfaces of SPEC §5, plus the agent behind them (its worker or native health). */
+enum lc_surface_id { SURFACE_REST, SURFACE_A2A, SURFACE_UI, SURFACE_AGENT, SURFACE_COUNT };
 
 struct lc_boot_limits {
 	int64_t budget_ms;      /* soft */
@@ -44,19 +46,31 @@ void lc_phase_begin(enum lc_phase p);
 /* Ends p with status (DONE, SKIPPED or FAILED); note (may be NULL) says why, for /meta. */
 void lc_phase_end(enum lc_phase p, enum lc_phase_status status, const char *note);
 void lc_set_surface(enum lc_surface_id id, enum lc_surface s);
+enum lc_surface lc_get_surface(enum lc_surface_id id);
 
 /* The boot's soft budget was crossed while booting (the watchdog calls this once). */
 void lc_mark_budget_exceeded(void);
 
 /* The package manifest, once parsed (ownership passes to the lifecycle). */
 void lc_set_manifest(struct par_manifest *m);
+/* Copies the manifest's name, version and description ("" before the manifest phase, or
+ * when absent), truncated to fit: the manifest itself may only be read under the lock. */
+void lc_manifest_info(char *name, size_t name_len, char *version, size_t version_len,
+		      char *desc, size_t desc_len);
 
-/* Health as /health reports it: READY and every declared surface serving. */
+/* Health as /health reports it: READY, every declared surface serving, the health probe (the
+ * native agent's own health function, when there is one) saying yes, no forced failure. */
 bool lc_healthy(void);
+void lc_set_health_probe(bool (*probe)(void));
+
+/* Called (outside the lifecycle lock) after every change of state or surface, e.g. to push
+ * gRPC health Watch updates. At most 8 listeners. */
+void lc_on_change(void (*fn)(void *ctx), void *ctx);
 int64_t lc_ready_mono_ms(void);     /* when READY was entered, 0 if never */
 
 /* JSON bodies, appended to out. */
-void lc_health_json(struct strbuf *out, int64_t now_epoch_ms);
+/* Returns the ok it wrote, so a status code can agree with the body. */
+bool lc_health_json(struct strbuf *out, int64_t now_epoch_ms);
 struct par_config;
 /* /meta: the agent (name, version, description), surfaces, boot phases; package_json (a JSON
  * object text: where the package came from) is embedded as "package". */

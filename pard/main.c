@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "a2a.h"
 #include "boot.h"
 #include "daemon.h"
 #include "lifecycle.h"
@@ -20,6 +21,7 @@
 #include "package.h"
 #include "probe.h"
 #include "rest.h"
+#include "ui.h"
 
 static void usage(FILE *f)
 {
@@ -190,6 +192,7 @@ int main(int argc, char **argv)
 		.hard_limit_ms = (int64_t)((double)budget * cfg.boot_hard_limit_multiplier)});
 	daemon_load_failures(&cfg);
 	rc = daemon_run(&cfg, metrics, start);
+	a2a_stop(time_mono_ms());   /* a boot that failed after the surfaces phase */
 	rest_stop();
 out:
 	/* A boot thread stuck past the hard limit may still use what is freed below: leave
@@ -197,6 +200,7 @@ out:
 	if (!boot_cancel_and_join(2000))
 		_exit(rc);
 	package_shutdown();
+	ui_close();
 	cfg_issues_free(&errors);
 	cfg_issues_free(&warnings);
 	lc_destroy();

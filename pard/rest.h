@@ -13,9 +13,8 @@
  * must outlive the server. 0 ok, -1 (logged) otherwise. */
 int rest_start(int listen_fd, const struct par_config *cfg, struct metrics *metrics);
 
-/* Drain step 1: from now on every response says Connection: close, so keep-alive clients
- * reconnect (through the load balancer, to another task) instead of staying here. */
-void rest_begin_drain(void);
+/* The UI's own listener (UI_PORT): every path is a UI file. Same drain as REST. */
+int rest_start_ui(int listen_fd);
 
 /* Drain step 3: stop accepting. New connections are refused at once (not left hanging in
  * the backlog); connections already open are served, each response with Connection: close. */

@@ -44,6 +44,7 @@ extern char **environ;
 #define R_SHUTDOWN "must be an integer 0..3600 (seconds, digits only)"
 #define R_FETCH_TIMEOUT "must be an integer 1..3600 (seconds, digits only)"
 #define R_S3_ADDRESSING "must be auto, path or virtual (any case)"
+#define R_CONNS_PER_IP "must be an integer 0..1024 (0: no per-IP limit)"
 #define R_BACKOFF_RESET "must be an integer 1..86400 (seconds, digits only)"
 #define R_LOG_LEVEL "must be debug, info, warn (or warning) or error (any case)"
 #define R_LOG_FORMAT "must be json or text (any case)"
@@ -628,6 +629,8 @@ static void cfg_load_timing(struct cfg_ctx *c)
 		(unsigned)cfg_load_uint(c, "PAR_DRAIN_DELAY_SEC", 0, 0, 3600, R_SHUTDOWN);
 	cfg->backoff_reset_sec = (unsigned)cfg_load_uint(c, "PAR_BACKOFF_RESET_SEC", 60, 1, 86400,
 							 R_BACKOFF_RESET);
+	cfg->http_max_conns_per_ip = (unsigned)cfg_load_uint(c, "PAR_HTTP_MAX_CONNS_PER_IP", 256, 0,
+							     1024, R_CONNS_PER_IP);
 }
 
 static void cfg_load_logging(struct cfg_ctx *c)
@@ -990,6 +993,9 @@ const struct cfg_var_doc cfg_var_docs[] = {
 	{"PAR_CA_BUNDLE", "(system)", "path to a CA file", false},
 	{"SSL_CERT_FILE", "(system)", "used when PAR_CA_BUNDLE is unset", false},
 	{"PAR_MAX_EXTRACT_MB", "1024", "integer 1..1048576", false},
+	{"PAR_HTTP_MAX_CONNS_PER_IP", "256",
+	 "integer 0..1024: open connections one client address may hold on REST and on the UI "
+	 "(0: no limit; behind a load balancer its addresses are the clients)", false},
 	{"PAR_CORS_ORIGINS", "(unset)",
 	 "comma-separated http(s)://host[:port] origins (no path, no '*'; stored lower-case)",
 	 false},
@@ -1086,6 +1092,7 @@ static void cfg_json_lifecycle(cJSON *o, const struct par_config *cfg)
 				cfg->graceful_shutdown_timeout_sec);
 	cJSON_AddNumberToObject(o, "PAR_DRAIN_DELAY_SEC", cfg->drain_delay_sec);
 	cJSON_AddNumberToObject(o, "PAR_BACKOFF_RESET_SEC", cfg->backoff_reset_sec);
+	cJSON_AddNumberToObject(o, "PAR_HTTP_MAX_CONNS_PER_IP", cfg->http_max_conns_per_ip);
 	cfg_json_str(o, "LOG_LEVEL", log_level_name(cfg->log_level));
 	cfg_json_str(o, "LOG_FORMAT", cfg->log_format == PAR_LOG_TEXT ? "text" : "json");
 	cJSON_AddBoolToObject(o, "PAR_ENABLE_FAULTS", cfg->enable_faults);

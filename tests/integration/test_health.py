@@ -62,7 +62,7 @@ class BootGating(PardTestCase):
         p.wait_ready()
         r = p.get("/health")
         self.assertEqual(r.status, 200)
-        self.assertEqual(r.json()["surfaces"], {"rest": "up", "a2a": "absent", "ui": "absent"})
+        self.assertEqual(r.json()["surfaces"], {"rest": "up", "a2a": "absent", "ui": "absent", "agent": "absent"})
 
     def test_head_health(self):
         p = Pard(self).start()

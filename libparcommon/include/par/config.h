@@ -59,6 +59,7 @@ struct par_config {
 	unsigned backoff_reset_sec;
 	char *ca_bundle;              /* PAR_CA_BUNDLE, else SSL_CERT_FILE, else NULL (system) */
 	uint64_t max_extract_mb;
+	unsigned http_max_conns_per_ip; /* PAR_HTTP_MAX_CONNS_PER_IP, 0 = no per-IP limit */
 	char **cors_origins;          /* NULL-terminated list, NULL when unset */
 	char *python;
 	bool python_system_site_packages;
