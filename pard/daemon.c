@@ -141,10 +141,10 @@ static unsigned in_flight(void)
 static void __attribute__((noreturn)) forced_exit(int sig)
 {
 	log_emit(PAR_LOG_WARN, "drain.forced",
-		 LOG_FIELDS(LF_STR("signal", signame(sig)), LF_UINT("inFlight", rest_in_flight()),
+		 LOG_FIELDS(LF_STR("signal", signame(sig)), LF_UINT("inFlight", in_flight()),
 			    LF_INT("exitCode", 128 + sig)),
 		 "second %s during drain: exiting at once with %u request(s) in flight",
-		 signame(sig), rest_in_flight());
+		 signame(sig), in_flight());
 	_exit(128 + sig);
 }
 
@@ -158,7 +158,7 @@ static int drain(const struct par_config *cfg, int sig)
 		 LOG_FIELDS(LF_STR("signal", signame(sig)),
 			    LF_UINT("drainDelaySec", cfg->drain_delay_sec),
 			    LF_UINT("graceSec", cfg->graceful_shutdown_timeout_sec),
-			    LF_UINT("inFlight", rest_in_flight())),
+			    LF_UINT("inFlight", in_flight())),
 		 "%s: draining", signame(sig));
 
 	/* A runtime that never became READY was never in a load balancer's rotation, so
