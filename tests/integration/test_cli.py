@@ -1,6 +1,7 @@
 """pard's command line: --version, --help with the exit-code table, usage errors, --check
 of a package, and --probe as a container health check."""
 import os
+import re
 import subprocess
 import tempfile
 import shutil
@@ -25,6 +26,20 @@ class Cli(PardTestCase):
         out = r.stdout.decode()
         for code, name in ((0, "ok"), (2, "usage"), (10, "config"), (11, "fetch"), (12, "load"), (13, "bind"), (14, "budget"), (15, "internal")):
             self.assertRegex(out, r"\n\s+%d\s+%s\s" % (code, name))
+
+    def test_man_page_and_readme_list_the_same_exit_codes(self):
+        out = run(["--help"]).stdout.decode()
+        helped = set(re.findall(r"(?m)^\s+(\d+)\s+([a-z]+)\s", out))
+        with open(os.path.join(SOURCE_DIR, "docs", "pard.8")) as f:
+            man = f.read()
+        table = man.split(".TS\n", 1)[1].split(".TE", 1)[0]
+        manned = {tuple(line.split("\t")[:2]) for line in table.splitlines()[1:] if line}
+        self.assertEqual(manned, helped)
+        with open(os.path.join(SOURCE_DIR, "README.md")) as f:
+            readme = f.read()
+        for code, name in helped:
+            if code != "143":
+                self.assertRegex(readme, r"\| %s \| %s \|" % (code, name))
 
     def test_unknown_option_is_usage(self):
         r = run(["--bogus"])
