@@ -18,10 +18,15 @@ for t in manifest archive; do
   mkdir -p "$work/$t"
   cp tests/fuzz/corpus/$t/* "$work/$t/"
   echo "== fuzz_$t: ${secs}s over $(ls "$work/$t" | wc -l) seeds"
-  if ! "$dir/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+  # libFuzzer's progress goes to a log; a failure shows its tail.
+  log="$dir/fuzz_$t.log"
+  if "$dir/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
       -max_len=65536 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t-" \
-      -dict="tests/fuzz/$t.dict" "$work/$t"; then
-    echo "fuzz_$t FAILED: see $dir/artifacts/$t-*" >&2
+      -dict="tests/fuzz/$t.dict" "$work/$t" >"$log" 2>&1; then
+    echo "fuzz_$t: ok, $(grep -o 'number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') inputs run"
+  else
+    tail -n 40 "$log" >&2
+    echo "fuzz_$t FAILED: see $log and $dir/artifacts/$t-*" >&2
     status=1
   fi
 done
