@@ -906,6 +906,23 @@ static void a2a_enqueue(struct a2a_call *c)
 			   "too many calls waiting for a handler", NULL);
 }
 
+
+/* Starts n threads running fn; *started counts those that did (what stop must join). */
+static int a2a_threads_start(pthread_t *threads, int n, int *started, void *(*fn)(void *),
+			     const char *what)
+{
+	for (int i = 0; i < n; i++) {
+		int e = pthread_create(&threads[i], NULL, fn, NULL);
+		if (e) {
+			log_emit(PAR_LOG_ERROR, "a2a.thread.failed", LOG_NOFIELDS,
+				 "cannot start an A2A %s thread: %s", what, strerror(e));
+			return -1;
+		}
+		(*started)++;
+	}
+	return 0;
+}
+
 static int a2a_pool_start(void)
 {
 	pthread_condattr_t ca;
@@ -914,16 +931,8 @@ static int a2a_pool_start(void)
 	pthread_cond_init(&pool.cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pool.stop = false;
-	for (int i = 0; i < A2A_HANDLERS; i++) {
-		int e = pthread_create(&pool.threads[i], NULL, a2a_handler_main, NULL);
-		if (e) {
-			log_emit(PAR_LOG_ERROR, "a2a.thread.failed", LOG_NOFIELDS,
-				 "cannot start an A2A handler thread: %s", strerror(e));
-			return -1;
-		}
-		pool.nthreads++;
-	}
-	return 0;
+	return a2a_threads_start(pool.threads, A2A_HANDLERS, &pool.nthreads, a2a_handler_main,
+				 "handler");
 }
 
 static void a2a_pool_stop(void)
@@ -1022,16 +1031,8 @@ static void *a2a_cq_main(void *arg)
 
 static int a2a_cq_threads_start(void)
 {
-	for (int i = 0; i < A2A_CQ_THREADS; i++) {
-		int e = pthread_create(&a2a.cq_threads[i], NULL, a2a_cq_main, NULL);
-		if (e) {
-			log_emit(PAR_LOG_ERROR, "a2a.thread.failed", LOG_NOFIELDS,
-				 "cannot start an A2A queue thread: %s", strerror(e));
-			return -1;
-		}
-		a2a.n_cq_threads++;
-	}
-	return 0;
+	return a2a_threads_start(a2a.cq_threads, A2A_CQ_THREADS, &a2a.n_cq_threads, a2a_cq_main,
+				 "queue");
 }
 
 /* Shuts the queue down, lets the threads drain it to GRPC_QUEUE_SHUTDOWN, and frees it. */
