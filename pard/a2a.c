@@ -640,26 +640,40 @@ static int a2a_serving_status(const char *service, bool healthy)
 		       : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
 }
 
-static void a2a_check(struct a2a_call *c)
+/* The service a health request names (malloc'd), or NULL once the call has been answered
+ * with the reason it could not be read. Check and Watch share it. */
+static char *a2a_health_service(struct a2a_call *c)
 {
 	Grpc__Health__V1__HealthCheckRequest *req =
 		(Grpc__Health__V1__HealthCheckRequest *)a2a_unpack(
 			c, &grpc__health__v1__health_check_request__descriptor);
 	if (!req) {
 		a2a_finish_invalid(c, "grpc.health.v1.HealthCheckRequest");
-		return;
+		return NULL;
 	}
-	if (!a2a_known_service(req->service)) {
+	char *service = strdup(req->service ? req->service : "");
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+	if (!service)
+		a2a_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+	return service;
+}
+
+static void a2a_check(struct a2a_call *c)
+{
+	char *service = a2a_health_service(c);
+	if (!service)
+		return;
+	if (!a2a_known_service(service)) {
 		char msg[A2A_PATH_MAX + 32];
-		snprintf(msg, sizeof msg, "unknown service: %.*s", A2A_PATH_MAX, req->service);
+		snprintf(msg, sizeof msg, "unknown service: %.*s", A2A_PATH_MAX, service);
 		a2a_finish(c, GRPC_STATUS_NOT_FOUND, msg, NULL);
 	} else {
 		Grpc__Health__V1__HealthCheckResponse r =
 			GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-		r.status = a2a_serving_status(req->service, lc_healthy());
+		r.status = a2a_serving_status(service, lc_healthy());
 		a2a_finish(c, GRPC_STATUS_OK, NULL, &r.base);
 	}
-	protobuf_c_message_free_unpacked(&req->base, NULL);
+	free(service);
 }
 
 /* Watch streams. Every batch is started under watches.mu: gRPC wants the send batches of
@@ -755,19 +769,9 @@ static void a2a_watch_unlink(struct a2a_call *c)
 
 static void a2a_watch_begin(struct a2a_call *c)
 {
-	Grpc__Health__V1__HealthCheckRequest *req =
-		(Grpc__Health__V1__HealthCheckRequest *)a2a_unpack(
-			c, &grpc__health__v1__health_check_request__descriptor);
-	if (!req) {
-		a2a_finish_invalid(c, "grpc.health.v1.HealthCheckRequest");
+	c->service = a2a_health_service(c);
+	if (!c->service)
 		return;
-	}
-	c->service = strdup(req->service ? req->service : "");
-	protobuf_c_message_free_unpacked(&req->base, NULL);
-	if (!c->service) {
-		a2a_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
-		return;
-	}
 	bool healthy = lc_healthy();
 	pthread_mutex_lock(&watches.mu);
 	grpc_op op;

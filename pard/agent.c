@@ -77,11 +77,6 @@ bool agent_present(void) { return backend != NULL; }
 
 bool agent_healthy(void) { return !backend || backend->healthy(); }
 
-unsigned agent_in_flight(void)
-{
-	return backend ? backend->in_flight() : 0;
-}
-
 const char *const *agent_actions(void)
 {
 	const char *const *a = backend ? backend->actions() : NULL;

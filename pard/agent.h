@@ -52,7 +52,6 @@ struct agent_backend {
 			       const char *request_id);
 	void (*api_completed)(void *ctx);
 	bool (*healthy)(void);
-	unsigned (*in_flight)(void);
 	/* Drain step 5: stop the agent (worker: SIGTERM, SIGKILL after grace_ms). */
 	void (*stop)(int grace_ms);
 	/* SIGCHLD: the main loop offers every reaped child; true when it was the backend's. */
@@ -70,7 +69,6 @@ bool agent_present(void);
 /* Invocations running now (REST /invocations and A2A Invoke): /ping says HealthyBusy. */
 unsigned agent_invocations(void);
 bool agent_healthy(void);            /* true when there is no agent */
-unsigned agent_in_flight(void);
 /* {"actions":[…],"default":…} */
 void agent_capabilities_json(struct strbuf *out);
 const char *const *agent_actions(void);

@@ -60,14 +60,6 @@ static void native_leave(void)
 	pthread_mutex_unlock(&native.mu);
 }
 
-static unsigned native_in_flight(void)
-{
-	pthread_mutex_lock(&native.mu);
-	unsigned n = native.in_flight;
-	pthread_mutex_unlock(&native.mu);
-	return n;
-}
-
 /* --- load ----------------------------------------------------------------------------- */
 
 /* The entrypoint, resolved beneath the package root. realpath follows every symlink, so a
@@ -674,7 +666,6 @@ const struct agent_backend agent_native_backend = {
 	.api = native_api,
 	.api_completed = native_api_completed,
 	.healthy = native_healthy,
-	.in_flight = native_in_flight,
 	.stop = native_stop,
 	.child_exited = native_child_exited,
 };

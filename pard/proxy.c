@@ -510,7 +510,6 @@ static struct proxy_req *proxy_req_new(const char *request_id)
 	r->client_fd = -1;
 	r->resp_len = -1;
 	snprintf(r->request_id, sizeof r->request_id, "%s", request_id ? request_id : "");
-	worker_proxy_track(1);
 	return r;
 }
 
@@ -717,5 +716,4 @@ void proxy_api_completed(void *ctx)
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
-	worker_proxy_track(-1);
 }

@@ -95,8 +95,6 @@ static struct {
 	char **actions;                  /* NULL-terminated */
 	char *default_action;
 	atomic_uint gen;                 /* bumped per run: pooled connections die with it */
-	atomic_uint invocations;
-	atomic_uint proxied;
 	atomic_llong cancel_at;
 	atomic_int atexit_pgid;          /* what the exit handler kills when pard leaves early */
 	char atexit_sock_dir[PATH_MAX];  /* what it removes (a copy: other threads may free) */
@@ -1351,19 +1349,6 @@ pid_t worker_pid(void)
 	return pid;
 }
 
-unsigned worker_in_flight(void)
-{
-	return atomic_load(&w.invocations) + atomic_load(&w.proxied);
-}
-
-void worker_proxy_track(int delta)
-{
-	if (delta > 0)
-		atomic_fetch_add(&w.proxied, (unsigned)delta);
-	else
-		atomic_fetch_sub(&w.proxied, (unsigned)-delta);
-}
-
 const char *const *worker_actions(void)
 {
 	return w.actions ? (const char *const *)w.actions : worker_no_actions;
@@ -1476,7 +1461,6 @@ static void worker_map_failure(CURLcode rc, const struct worker_answer *a, int64
 void worker_invoke(const char *action, const char *params_json, const char *request_id,
 		   int64_t deadline_mono_ms, struct agent_result *out)
 {
-	atomic_fetch_add(&w.invocations, 1);
 	out->status = AGENT_OK;
 	out->result_json = out->error = NULL;
 	struct worker_answer a = {.body = STRBUF_INIT};
@@ -1531,7 +1515,6 @@ out:
 	curl_slist_free_all(hdrs);
 	free(body);
 	sb_free(&a.body);
-	atomic_fetch_sub(&w.invocations, 1);
 }
 
 static int exec_load(const struct par_config *cfg, const struct par_manifest *m,
@@ -1559,7 +1542,6 @@ const struct agent_backend agent_exec_backend = {
 	.api = proxy_api,
 	.api_completed = proxy_api_completed,
 	.healthy = worker_healthy,
-	.in_flight = worker_in_flight,
 	.stop = worker_stop,
 	.child_exited = worker_child_exited,
 };

@@ -36,7 +36,6 @@ const char *worker_default_action(void);
 void worker_invoke(const char *action, const char *params_json, const char *request_id,
 		   int64_t deadline_mono_ms, struct agent_result *out);
 bool worker_healthy(void);
-unsigned worker_in_flight(void);
 void worker_stop(int grace_ms);
 bool worker_child_exited(pid_t pid, int status);
 pid_t worker_pid(void);     /* the running worker's pid, 0 when none (fault injection) */
@@ -54,8 +53,6 @@ CURL *worker_curl_take(unsigned *gen);
 void worker_curl_give(CURL *c, unsigned gen);
 /* The worker answers /ping (the agent surface is up). */
 bool worker_up(void);
-/* In-flight accounting for proxied requests (invocations count themselves). */
-void worker_proxy_track(int delta);
 /* When every call into the worker is cut short: the drain's grace deadline once draining,
  * now once stopped; 0 while serving. Monotonic ms. */
 int64_t worker_cancel_at(void);

@@ -1132,10 +1132,7 @@ static DIR *arch_opendir(int dirfd)
 	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
-	DIR *d = fdopendir(fd);
-	if (!d)
-		close(fd);
-	return d;
+	return fs_fdopendir(fd);
 }
 
 static bool arch_is_dot(const char *n)

@@ -460,13 +460,9 @@ static int cache_walk_dir(struct cache_walk *w, int fd, int depth)
 		errno = e;
 		return -1;
 	}
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		int e = errno;
-		close(fd);
-		errno = e;
+	DIR *d = fs_fdopendir(fd);
+	if (!d)
 		return -1;
-	}
 	int rc = 0;
 	struct dirent *de;
 	errno = 0;

@@ -98,16 +98,23 @@ out:
 	return rc;
 }
 
-/* Empties the directory fd (which it closes). */
-static int remove_contents(int fd)
+DIR *fs_fdopendir(int fd)
 {
 	DIR *d = fdopendir(fd);
 	if (!d) {
 		int e = errno;
 		close(fd);
 		errno = e;
-		return -1;
 	}
+	return d;
+}
+
+/* Empties the directory fd (which it closes). */
+static int remove_contents(int fd)
+{
+	DIR *d = fs_fdopendir(fd);
+	if (!d)
+		return -1;
 	int rc = 0;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {

@@ -2,6 +2,8 @@
  * tests/data/make_hostile_zips.py generates (the CTest fixture archive_corpus). */
 #include "par/archive.h"
 
+#include "testutil.h"
+
 #include <check.h>
 
 #include <dirent.h>
@@ -101,19 +103,6 @@ static void sandbox_free(struct sandbox *s)
 {
 	close(s->dest_fd);
 	ck_assert_int_eq(arch_remove_tree(s->root), 0);
-}
-
-static int count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	ck_assert_ptr_nonnull(d);
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			n++;
-	closedir(d);
-	return n;
 }
 
 static void read_all(const char *path, char *buf, size_t cap, size_t *len)

@@ -16,6 +16,8 @@
 #include "par/fsutil.h"
 #include "par/hash.h"
 
+#include "testutil.h"
+
 static char root[64];
 
 static void setup(void)
@@ -44,19 +46,6 @@ static char *sub(const char *a, const char *b)
 	ck_assert_ptr_nonnull(p);
 	snprintf(p, n, "%s/%s%s%s", root, a, *b ? "/" : "", b);
 	return p;
-}
-
-static int count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	ck_assert_ptr_nonnull(d);
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			n++;
-	closedir(d);
-	return n;
 }
 
 static int count_sub(const char *name)

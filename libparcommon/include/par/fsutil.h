@@ -3,6 +3,7 @@
 #ifndef PAR_FSUTIL_H
 #define PAR_FSUTIL_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -20,6 +21,10 @@ int fs_fsync_dir(const char *dir);
  * dir. Nothing but the old or the new file is ever visible. 0 ok, -1 with errno. */
 int fs_replace_file(const char *dir, const char *path, const void *content, size_t len,
 		    mode_t mode);
+
+/* fdopendir that takes fd in every case: on failure fd is closed (errno kept), so callers
+ * need no cleanup branch of their own. */
+DIR *fs_fdopendir(int fd);
 
 /* rm -rf without following symlinks (each directory opened O_NOFOLLOW, entries removed
  * relative to it; no chdir). A missing path is fine. 0 ok, -1 with errno. */
