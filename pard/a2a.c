@@ -25,6 +25,7 @@
 #include "par/strbuf.h"
 #include "par/timeutil.h"
 #include "pixell/agent.pb-c.h"
+#include "rtfaults.h"
 
 #define A2A_CQ_THREADS 2
 /* Agent calls run here; more wait in the queue (their deadline still counts). */
@@ -853,8 +854,31 @@ static void a2a_watch_maybe_refresh(void)
 
 /* ---- the handler pool ---------------------------------------------------------------- */
 
+/* Runtime faults (SPEC §8.3) before the agent runs: hang, a2a.latency (never past the call's
+ * deadline, which the handler then reports), a2a.error as a gRPC status. The health service
+ * and Ping run on the CQ threads and never see these: they keep telling the truth. true when
+ * the call needs nothing more from the handler. */
+static bool a2a_inject_faults(struct a2a_call *c)
+{
+	rtfault_hang_point();
+	rtfault_a2a_delay(a2a_deadline_mono_ms(c->deadline));
+	/* A stop that gave up on this call while it was held: touch nothing of it. */
+	if (atomic_load(&a2a.abandoned))
+		return true;
+	int code = rtfault_a2a_error_code();
+	if (!code)
+		return false;
+	char msg[96];
+	snprintf(msg, sizeof msg, "injected fault a2a.error (%s)", rtfault_grpc_code_name(code));
+	a2a_assign_id(c);
+	a2a_finish(c, (grpc_status_code)code, msg, NULL);
+	return true;
+}
+
 static void a2a_handle_pooled(struct a2a_call *c)
 {
+	if (a2a_inject_faults(c))
+		return;
 	if (c->method == M_INVOKE)
 		a2a_invoke(c);
 	else
@@ -929,11 +953,7 @@ static int a2a_threads_start(pthread_t *threads, int n, int *started, void *(*fn
 
 static int a2a_pool_start(void)
 {
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&pool.cond, &ca);
-	pthread_condattr_destroy(&ca);
+	time_cond_init_mono(&pool.cond);
 	pool.stop = false;
 	return a2a_threads_start(pool.threads, A2A_HANDLERS, &pool.nthreads, a2a_handler_main,
 				 "handler");
@@ -1165,11 +1185,7 @@ int a2a_start(const struct par_config *cfg, struct metrics *m, char *err, size_t
 	rc = -1;
 	a2a.cfg = cfg;
 	a2a_metrics_init(m);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&a2a.cond, &ca);
-	pthread_condattr_destroy(&ca);
+	time_cond_init_mono(&a2a.cond);
 
 	grpc_init();
 	/* Threads before the bind: once a port is bound the server must go through a full

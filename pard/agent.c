@@ -26,9 +26,9 @@ void agent_result_free(struct agent_result *r)
 	r->result_json = r->error = NULL;
 }
 
-/* python packages come with their own worker (a later build); the rest is decided by the
- * manifest's runtime and whether it names code to run. */
-static const struct agent_backend *choose(const struct par_manifest *m, char *err, size_t n)
+/* The manifest's runtime decides, and whether it names code to run: a package with only a
+ * UI or static routes has no agent. */
+static const struct agent_backend *choose(const struct par_manifest *m)
 {
 	switch (m->runtime) {
 	case PAR_RUNTIME_NATIVE:
@@ -36,21 +36,32 @@ static const struct agent_backend *choose(const struct par_manifest *m, char *er
 	case PAR_RUNTIME_EXEC:
 		return &agent_exec_backend;
 	case PAR_RUNTIME_PYTHON:
-		snprintf(err, n, "runtime %s: python agents are not supported by this build yet",
-			 m->runtime_spec ? m->runtime_spec : "python");
-		return NULL;
+		return m->entrypoint || m->a2a_service || m->rest_entry ? &agent_python_backend
+									: NULL;
 	}
 	return NULL;
+}
+
+int agent_install(const struct par_config *cfg, const struct par_manifest *m, const char *root,
+		  const atomic_bool *cancel, char *note, size_t notelen, char *err,
+		  size_t errlen)
+{
+	err[0] = '\0';
+	const struct agent_backend *b = choose(m);
+	if (!b || !b->install) {
+		snprintf(note, notelen, "%s", b ? "nothing to install for this runtime"
+						: "no agent code");
+		return 1;
+	}
+	return b->install(cfg, m, root, cancel, note, notelen, err, errlen) == 0 ? 0 : -1;
 }
 
 int agent_load(const struct par_config *cfg, const struct par_manifest *m, const char *root,
 	       struct metrics *metrics, int64_t deadline_mono_ms, char *err, size_t errlen)
 {
 	err[0] = '\0';
-	const struct agent_backend *b = choose(m, err, errlen);
+	const struct agent_backend *b = choose(m);
 	if (!b) {
-		if (err[0])
-			return -1;
 		lc_set_surface(SURFACE_AGENT, SURF_ABSENT);
 		return 0;
 	}

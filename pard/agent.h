@@ -6,6 +6,7 @@
 #define PARD_AGENT_H
 
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,7 +34,13 @@ void agent_result_free(struct agent_result *r);
 
 /* A backend: native.c and worker.c each provide one. */
 struct agent_backend {
-	const char *name;    /* "native", "exec" */
+	const char *name;    /* "native", "exec", "python" */
+	/* Install phase (optional): what the agent needs before load (python: its venv). The
+	 * boot thread's cancel flag cuts it short. 0 ok with one line for the phase in note;
+	 * -1 with a sentence in err. */
+	int (*install)(const struct par_config *cfg, const struct par_manifest *m,
+		       const char *root, const atomic_bool *cancel, char *note, size_t notelen,
+		       char *err, size_t errlen);
 	/* Load phase: start/load the agent and wait until it is ready (or the deadline).
 	 * 0 ok; -1 with a sentence in err. */
 	int (*load)(const struct par_config *cfg, const struct par_manifest *m, const char *root,
@@ -60,6 +67,13 @@ struct agent_backend {
 
 extern const struct agent_backend agent_native_backend;
 extern const struct agent_backend agent_exec_backend;
+extern const struct agent_backend agent_python_backend;
+
+/* The install phase for the backend the manifest asks for: 1 nothing to install (note says
+ * why), 0 installed (note says what), -1 failed (err). */
+int agent_install(const struct par_config *cfg, const struct par_manifest *m, const char *root,
+		  const atomic_bool *cancel, char *note, size_t notelen, char *err,
+		  size_t errlen);
 
 /* Chooses the backend from the manifest (native with an entrypoint, exec, python → exec with
  * the shipped worker; none for a package without agent code) and loads it. */

@@ -123,6 +123,21 @@ static int phase_manifest(const char *root, const struct par_manifest **out)
 	return 0;
 }
 
+/* What the agent needs before it can load (a Python package's venv); timed like every
+ * phase, so it counts toward the boot budget, and the budget's abort cuts it short. */
+static int phase_install(const struct par_config *cfg, const struct par_manifest *m,
+			 const char *root)
+{
+	lc_phase_begin(PH_INSTALL);
+	char note[160], err[512];
+	int r = agent_install(cfg, m, root, &boot.cancel_flag, note, sizeof note, err,
+			      sizeof err);
+	if (r < 0)
+		return fail(PH_INSTALL, PAR_EXIT_LOAD, "%s", err);
+	lc_phase_end(PH_INSTALL, r == 0 ? PHS_DONE : PHS_SKIPPED, note);
+	return 0;
+}
+
 static int phase_load(const struct par_config *cfg, const struct par_manifest *m,
 		      const char *root)
 {
@@ -134,7 +149,7 @@ static int phase_load(const struct par_config *cfg, const struct par_manifest *m
 		if (boot_wait_ms(cfg->faults.boot_delay_ms) < 0)
 			return fail(PH_LOAD, PAR_EXIT_LOAD, "cancelled");
 	}
-	char err[400];
+	char err[1024];
 	if (agent_load(cfg, m, root, boot.metrics, time_mono_ms() + AGENT_LOAD_WAIT_MS, err,
 		       sizeof err) != 0)
 		return fail(PH_LOAD, PAR_EXIT_LOAD, "%s", err);
@@ -227,10 +242,10 @@ static void *boot_main(void *arg)
 	const struct par_manifest *m = NULL;
 	if (r == 0)
 		r = phase_manifest(pr.root, &m);
-	if (r == 0) {
-		lc_phase_end(PH_INSTALL, PHS_SKIPPED, "no dependencies to install");
+	if (r == 0)
+		r = phase_install(cfg, m, pr.root);
+	if (r == 0)
 		r = phase_load(cfg, m, pr.root);
-	}
 	if (r == 0)
 		r = phase_surfaces(cfg, m, pr.root);
 	package_result_free(&pr);
@@ -254,12 +269,8 @@ int boot_start(const struct par_config *cfg, struct metrics *metrics, pthread_t 
 	boot.metrics = metrics;
 	boot.notify = notify_thread;
 	/* The phase waits measure against CLOCK_MONOTONIC, so the condition must too. */
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_destroy(&boot.cond);
-	pthread_cond_init(&boot.cond, &ca);
-	pthread_condattr_destroy(&ca);
+	time_cond_init_mono(&boot.cond);
 	int e = pthread_create(&boot.thread, NULL, boot_main, NULL);
 	if (e) {
 		log_emit(PAR_LOG_ERROR, "boot.thread.failed", LOG_NOFIELDS,

@@ -15,7 +15,7 @@ struct boot_outcome {
 	bool ok;
 	int exit_code;        /* PAR_EXIT_* when !ok */
 	enum lc_phase phase;  /* where it failed */
-	char reason[512];
+	char reason[1024];
 };
 
 /* Starts the boot thread at phase `fetch` (config and listen are the main thread's).

@@ -55,12 +55,20 @@ struct lc_listener {
 static struct lc_listener listeners[LC_MAX_LISTENERS];
 static int nlisteners;
 static bool (*health_probe)(void);
+static bool (*health_override)(void);
 
 void lc_on_change(void (*fn)(void *ctx), void *ctx)
 {
 	pthread_mutex_lock(&lc.mu);
 	if (nlisteners < LC_MAX_LISTENERS)
 		listeners[nlisteners++] = (struct lc_listener){fn, ctx};
+	pthread_mutex_unlock(&lc.mu);
+}
+
+void lc_set_health_override(bool (*failing)(void))
+{
+	pthread_mutex_lock(&lc.mu);
+	health_override = failing;
 	pthread_mutex_unlock(&lc.mu);
 }
 
@@ -78,6 +86,11 @@ static void notify_listeners(void)
 	pthread_mutex_unlock(&lc.mu);
 	for (int i = 0; i < n; i++)
 		listeners[i].fn(listeners[i].ctx);
+}
+
+void lc_notify_change(void)
+{
+	notify_listeners();
 }
 
 const char *lc_state_name(enum lc_state s) { return s < LC_NSTATES ? state_names[s] : "?"; }
@@ -263,14 +276,25 @@ static bool healthy_locked(void)
 	return true;
 }
 
-bool lc_healthy(void)
+/* *forced: the runtime fault health.fail is what made it false. */
+static bool healthy_why(bool *forced)
 {
 	pthread_mutex_lock(&lc.mu);
 	bool ok = healthy_locked();
 	bool (*probe)(void) = health_probe;
+	bool (*override)(void) = health_override;
 	pthread_mutex_unlock(&lc.mu);
 	/* Outside the lock: the probe may call into the agent. */
-	return ok && (!probe || probe());
+	ok = ok && (!probe || probe());
+	/* Asked only when otherwise healthy, so the fault counts only the failures it made. */
+	*forced = ok && override && override();
+	return ok && !*forced;
+}
+
+bool lc_healthy(void)
+{
+	bool forced;
+	return healthy_why(&forced);
 }
 
 static void surfaces_json_locked(struct strbuf *out)
@@ -285,10 +309,14 @@ static void surfaces_json_locked(struct strbuf *out)
 
 bool lc_health_json(struct strbuf *out, int64_t now_epoch_ms)
 {
-	bool ok = lc_healthy();
+	bool forced;
+	bool ok = healthy_why(&forced);
 	pthread_mutex_lock(&lc.mu);
 	sb_printf(out, "{\"ok\":%s,\"state\":\"%s\"", ok ? "true" : "false",
 		  state_names[lc.state]);
+	/* An operator reading a 503 while READY and every surface up must see why. */
+	if (forced)
+		sb_puts(out, ",\"fault\":\"health.fail\"");
 	if (lc.state == LC_BOOTING)
 		sb_printf(out, ",\"phase\":\"%s\"", phase_names[lc.phase]);
 	sb_puts(out, ",\"surfaces\":");

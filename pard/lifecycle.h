@@ -62,10 +62,16 @@ void lc_manifest_info(char *name, size_t name_len, char *version, size_t version
  * native agent's own health function, when there is one) saying yes, no forced failure. */
 bool lc_healthy(void);
 void lc_set_health_probe(bool (*probe)(void));
+/* A forced failure on top of honest health (the health.fail runtime fault): asked only when
+ * everything else is healthy, so what it fails is counted as forced. */
+void lc_set_health_override(bool (*failing)(void));
 
 /* Called (outside the lifecycle lock) after every change of state or surface, e.g. to push
  * gRPC health Watch updates. At most 8 listeners. */
 void lc_on_change(void (*fn)(void *ctx), void *ctx);
+/* Runs the lc_on_change listeners for a change lifecycle.c does not see itself (a runtime
+ * fault forcing health down or releasing it). Call without holding any lifecycle lock. */
+void lc_notify_change(void);
 int64_t lc_ready_mono_ms(void);     /* when READY was entered, 0 if never */
 
 /* JSON bodies, appended to out. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "a2a.h"
+#include "admin.h"
 #include "boot.h"
 #include "daemon.h"
 #include "lifecycle.h"
@@ -21,6 +22,7 @@
 #include "package.h"
 #include "probe.h"
 #include "rest.h"
+#include "rtfaults.h"
 #include "ui.h"
 
 static void usage(FILE *f)
@@ -145,6 +147,8 @@ int main(int argc, char **argv)
 	if (!metrics)
 		return PAR_EXIT_INTERNAL;
 	lc_init(metrics, start);
+	/* Before any surface: the fault gauges exist (all 0) from the first scrape. */
+	rtfaults_init(metrics);
 	lc_phase_begin(PH_CONFIG);
 
 	struct par_config cfg;
@@ -175,6 +179,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	lc_phase_end(PH_CONFIG, PHS_DONE, NULL);
+	/* Before any other thread exists (its bind sets the umask for a moment); it answers
+	 * from here through boot, backoff and drain to the very end. */
+	if (!check)
+		admin_start(&cfg, metrics, start);
 	if (package_init(&cfg, metrics) != 0) {
 		rc = PAR_EXIT_INTERNAL;
 		goto out;
@@ -197,8 +205,11 @@ int main(int argc, char **argv)
 out:
 	/* A boot thread stuck past the hard limit may still use what is freed below: leave
 	 * without freeing (the kernel reclaims it) rather than race it. */
-	if (!boot_cancel_and_join(2000))
+	if (!boot_cancel_and_join(2000)) {
+		admin_stop();
 		_exit(rc);
+	}
+	admin_stop();
 	package_shutdown();
 	ui_close();
 	cfg_issues_free(&errors);

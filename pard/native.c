@@ -192,11 +192,7 @@ static void native_init_cond(void)
 	if (native.cond_ready)
 		return;
 	/* Stop's grace is measured on CLOCK_MONOTONIC, so the condition waits on it too. */
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&native.idle, &ca);
-	pthread_condattr_destroy(&ca);
+	time_cond_init_mono(&native.idle);
 	native.cond_ready = true;
 }
 

@@ -501,11 +501,7 @@ static struct proxy_req *proxy_req_new(const char *request_id)
 	if (!r)
 		return NULL;
 	pthread_mutex_init(&r->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&r->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	time_cond_init_mono(&r->cond);
 	r->deadline = time_mono_ms() + PROXY_TIMEOUT_MS;
 	r->client_fd = -1;
 	r->resp_len = -1;

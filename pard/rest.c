@@ -21,6 +21,7 @@
 #include "lifecycle.h"
 #include "ui.h"
 #include "package.h"
+#include "rtfaults.h"
 #include "par/log.h"
 #include "par/parse.h"
 #include "par/strbuf.h"
@@ -42,6 +43,7 @@ struct req_ctx {
 	const char *cors_origin; /* the request's Origin when PAR_CORS_ORIGINS lists it */
 	struct strbuf body;    /* POST /invocations */
 	bool body_too_large;
+	bool fault_answered;   /* rest.error answered it before the route (or agent) ran */
 };
 
 /* POST /invocations bodies are read whole; past this they get 413. */
@@ -474,11 +476,36 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct req_ctx *ctx,
 	return route(c, ctx);
 }
 
-static void sleep_ms(uint32_t ms)
+/* Routes that tell the truth about health: rest.error must not mask what they report
+ * (health.fail is the fault for that). /ping is AgentCore's invocation contract, so it fails
+ * like /invocations does. */
+static bool is_health_route(const char *path)
 {
-	struct timespec ts = time_ms_to_timespec(ms);
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	bool id_ok;
+	return is_route(path, "/health") || is_route(path, "/a2a/health") ||
+	       match_agent_health(path, &id_ok);
+}
+
+/* Runtime faults (SPEC §8.3) and PAR_FAULTS rest.latency, before the route or the agent
+ * runs. /livez and /metrics never see them: liveness and the scrape that shows the faults
+ * must keep answering. true when the request was answered here (*ret). */
+static bool inject_faults(struct MHD_Connection *c, struct req_ctx *ctx, const char *url,
+			  enum MHD_Result *ret)
+{
+	if (strcmp(url, "/livez") == 0 || strcmp(url, "/metrics") == 0)
+		return false;
+	rtfault_hang_point();
+	rtfault_rest_delay(rest.cfg->faults.rest_latency_ms);
+	if (is_health_route(url))
+		return false;
+	unsigned status = rtfault_rest_error_status();
+	if (!status)
+		return false;
+	char msg[96];
+	snprintf(msg, sizeof msg, "injected fault rest.error: this request answers %u", status);
+	ctx->fault_answered = true;
+	*ret = respond_error(c, ctx, status, "fault_injected", msg, NULL);
+	return true;
 }
 
 /* The UI's files, on its own port (mount "") or under {BASE}/ui{basePath} on REST. */
@@ -592,11 +619,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	struct req_ctx *ctx = *con_cls;
 	if (!ctx || !ctx->raw_path)
 		return MHD_NO;
+	if (ctx->fault_answered) {
+		/* The body of a request a fault already answered goes nowhere. */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
 	if (!ctx->started) {
 		request_start(c, ctx, url, method);
 		if (!ctx->path)
 			return MHD_NO;
-		if (!ctx->api_path) {
+		if (ctx->api_path) {
+			/* Agent routes stream their body to the agent, so faults act up front. */
+			enum MHD_Result r;
+			log_set_request_id(ctx->request_id);
+			bool answered = inject_faults(c, ctx, url, &r);
+			log_set_request_id(NULL);
+			if (answered)
+				return r;
+		} else {
 			/* Refused before a byte of the body is read. */
 			if (body_over_limit(c, url))
 				return respond_error(c, ctx, MHD_HTTP_CONTENT_TOO_LARGE,
@@ -636,10 +676,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		ret = serve_ui(c, ctx, method, 0, true);
 	} else if (ui_present() && rest.cfg->multiplexed && (mount = ui_mount(url, &bare)) >= 0) {
 		ret = bare ? redirect_slash(c, ctx) : serve_ui(c, ctx, method, (size_t)mount, false);
-	} else {
-		uint32_t latency = rest.cfg->faults.rest_latency_ms;
-		if (latency && strcmp(url, "/livez") != 0 && strcmp(url, "/metrics") != 0)
-			sleep_ms(latency);
+	} else if (!inject_faults(c, ctx, url, &ret)) {
 		ret = dispatch(c, ctx, url, method);
 	}
 	log_set_request_id(NULL);

@@ -1,7 +1,8 @@
-/* Static files of the agent's UI. Every request path is checked twice: on its raw form (no
- * encoded slash, backslash or NUL can smuggle a separator past the decoder) and component by
- * component, then opened with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) relative to the UI
- * root, so neither "..", an absolute path nor a symlink inside the package can leave it. */
+/* Static files of the agent's UI. Every request path is checked twice (par/uipath.h): on its
+ * raw form (no encoded slash, backslash or NUL can smuggle a separator past the decoder) and
+ * component by component, then opened with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)
+ * relative to the UI root, so neither "..", an absolute path nor a symlink inside the package
+ * can leave it. */
 #include "ui.h"
 
 #include <errno.h>
@@ -18,9 +19,10 @@
 
 #include "par/log.h"
 #include "par/strbuf.h"
+#include "par/uipath.h"
 
-#define UI_PATH_MAX 1024
-#define UI_SEGMENT_MAX 255
+/* Room for any accepted path plus "/index.html" or a ".br"/".gz" suffix. */
+#define UI_PATH_MAX (UIPATH_RAW_MAX + 16)
 
 static struct {
 	int root_fd;
@@ -86,48 +88,6 @@ int ui_open(const struct par_config *cfg, const struct par_manifest *m, const ch
 		n--;
 	snprintf(ui.base_path, sizeof ui.base_path, "%.*s", (int)(n == 1 ? 0 : n), bp);
 	return 0;
-}
-
-/* The raw form may not hide a separator or a NUL behind percent-encoding: MHD decodes %2f to
- * '/' and truncates at %00 before pard sees the path. */
-static bool raw_path_ok(const char *raw)
-{
-	for (const char *p = raw; *p; p++) {
-		if (*p == '\\')
-			return false;
-		if (*p != '%')
-			continue;
-		if (!p[1] || !p[2])
-			return false;
-		char hex[3] = {p[1], p[2], 0};
-		long v = strtol(hex, NULL, 16);
-		if (v == 0 || v == '/' || v == '\\' || v == '.')
-			return false;
-	}
-	return strlen(raw) <= UI_PATH_MAX;
-}
-
-/* Decoded components: no empty, ".", ".." or overlong segment; no backslash. The path starts
- * with '/'; a trailing '/' means the directory's index. */
-static bool components_ok(const char *path)
-{
-	if (path[0] != '/')
-		return false;
-	const char *p = path + 1;
-	while (*p) {
-		const char *end = strchr(p, '/');
-		size_t n = end ? (size_t)(end - p) : strlen(p);
-		if (n == 0 && end)
-			return false;            /* "//" */
-		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return false;
-		if (n > UI_SEGMENT_MAX || memchr(p, '\\', n))
-			return false;
-		if (!end)
-			break;
-		p = end + 1;
-	}
-	return true;
 }
 
 static int open_beneath(const char *rel, int flags)
@@ -280,17 +240,16 @@ static void fail(struct ui_answer *out, unsigned status, const char *code, const
 static int resolve(const char *path, char *chosen, size_t n, unsigned *status, bool *fallback)
 {
 	*fallback = false;
-	const char *rel = path + 1;
-	if (!*rel || path[strlen(path) - 1] == '/')
-		snprintf(chosen, n, "%sindex.html", rel);
-	else
-		snprintf(chosen, n, "%s", rel);
+	if (uipath_file(path, chosen, n) != 0) {
+		*status = MHD_HTTP_NOT_FOUND;
+		return -1;
+	}
 	int fd = open_beneath(chosen, O_RDONLY);
 	if (fd >= 0) {
 		struct stat st;
-		if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) &&
+		    uipath_dir_index(path, chosen, n) == 0) {
 			close(fd);
-			snprintf(chosen, n, "%s/index.html", rel);
 			fd = open_beneath(chosen, O_RDONLY);
 		}
 	}
@@ -322,7 +281,7 @@ static int precompressed(struct MHD_Connection *c, const char *chosen, const cha
 	for (size_t i = 0; i < 2; i++) {
 		if (!accepts(c, variants[i].coding))
 			continue;
-		char name[UI_PATH_MAX + 16];
+		char name[UI_PATH_MAX + 8];
 		snprintf(name, sizeof name, "%s%s", chosen, variants[i].suffix);
 		int fd = open_beneath(name, O_RDONLY);
 		struct stat st;
@@ -342,13 +301,13 @@ void ui_answer(struct MHD_Connection *c, const struct ui_request *r, struct ui_a
 	if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0)
 		return fail(out, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
 			    "the UI answers GET and HEAD");
-	if (!raw_path_ok(r->raw_path) || !components_ok(r->path))
+	if (!uipath_ok(r->raw_path, r->path))
 		return fail(out, MHD_HTTP_BAD_REQUEST, "bad_path",
 			    "the path has an encoded separator, a dot segment or a backslash");
 	if (strcmp(r->path, "/ui-config.json") == 0)
 		return answer_config(c, r, out);
 
-	char chosen[UI_PATH_MAX + 16];
+	char chosen[UI_PATH_MAX];
 	unsigned status = MHD_HTTP_NOT_FOUND;
 	bool fallback;
 	int fd = resolve(r->path, chosen, sizeof chosen, &status, &fallback);

@@ -29,6 +29,7 @@
 #include "par/log.h"
 #include "par/strbuf.h"
 #include "par/timeutil.h"
+#include "subproc.h"
 
 extern char **environ;
 
@@ -71,7 +72,7 @@ struct worker_run {
 	bool exited;             /* reaped, by us or by the main loop */
 	bool ended;              /* worker_end_run done: its pid and group are history */
 	struct worker_exit how;
-	char last_stderr[256];   /* for "exited during load" messages */
+	char last_stderr[640];   /* for "exited during load" messages */
 };
 
 static struct {
@@ -117,11 +118,7 @@ static const char *const worker_no_actions[] = {NULL};
 static void worker_cond_init(void)
 {
 	/* Waits measure against CLOCK_MONOTONIC, so the condition must too. */
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w.cond, &ca);
-	pthread_condattr_destroy(&ca);
+	time_cond_init_mono(&w.cond);
 }
 
 static void worker_curl_init(void)
@@ -508,9 +505,6 @@ static int worker_spawn_process(int out_w, int err_w, int in_fd, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
-	sigset_t none, all;
-	sigemptyset(&none);
-	sigfillset(&all);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawnattr_init(&at);
 	int e = posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
@@ -523,17 +517,9 @@ static int worker_spawn_process(int out_w, int err_w, int in_fd, pid_t *pid)
 	/* Every descriptor is O_CLOEXEC already; this also covers a library's that is not. */
 	if (!e)
 		e = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-	/* pard blocks its stop signals in every thread and ignores SIGPIPE; the worker must
-	 * start with neither. Its own process group lets stop() signal its children too. */
+	/* Its own process group lets stop() signal its children too. */
 	if (!e)
-		e = posix_spawnattr_setsigmask(&at, &none);
-	if (!e)
-		e = posix_spawnattr_setsigdefault(&at, &all);
-	if (!e)
-		e = posix_spawnattr_setpgroup(&at, 0);
-	if (!e)
-		e = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-						       POSIX_SPAWN_SETPGROUP);
+		e = subproc_spawnattr_setup(&at);
 	if (!e) {
 		/* Held across the spawn so the main loop, which may reap the child at once,
 		 * finds its pid recorded. */

@@ -647,3 +647,20 @@ char *aws_uri_encode(const char *s, bool keep_slash)
 	out[o] = '\0';
 	return out;
 }
+
+struct curl_slist *aws_append_token_header(struct curl_slist *h, const struct aws_creds *cr)
+{
+	if (!h || !cr->session_token[0])
+		return h;
+	char *tok;
+	if (asprintf(&tok, "x-amz-security-token: %s", cr->session_token) < 0) {
+		curl_slist_free_all(h);
+		return NULL;
+	}
+	struct curl_slist *t = curl_slist_append(h, tok);
+	explicit_bzero(tok, strlen(tok));
+	free(tok);
+	if (!t)
+		curl_slist_free_all(h);
+	return t;
+}

@@ -198,8 +198,8 @@ static const char *cfg_get(const struct cfg_ctx *c, const char *name)
 
 static bool cfg_is_url_var(const char *name)
 {
-	return strcmp(name, "PACKAGE_URL") == 0 || strcmp(name, "AWS_ENDPOINT_URL") == 0 ||
-	       strcmp(name, "AWS_ENDPOINT_URL_S3") == 0 || strcmp(name, "PAR_CORS_ORIGINS") == 0;
+	return strcmp(name, "PACKAGE_URL") == 0 || strncmp(name, "AWS_ENDPOINT_URL", 16) == 0 ||
+	       strcmp(name, "PAR_CORS_ORIGINS") == 0;
 }
 
 /* The value as it may be shown: secrets hidden, URLs (even malformed ones) without query. */
@@ -868,6 +868,13 @@ size_t cfg_load(struct par_config *cfg, char *const *env, struct cfg_issues *err
 	cfg_load_region(&c);
 	cfg->aws_endpoint_url = cfg_load_endpoint(&c, "AWS_ENDPOINT_URL");
 	cfg->aws_endpoint_url_s3 = cfg_load_endpoint(&c, "AWS_ENDPOINT_URL_S3");
+	cfg->aws_endpoint_url_ecs = cfg_load_endpoint(&c, "AWS_ENDPOINT_URL_ECS");
+	cfg->aws_endpoint_url_elb =
+		cfg_load_endpoint(&c, "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2");
+	cfg->aws_endpoint_url_servicediscovery =
+		cfg_load_endpoint(&c, "AWS_ENDPOINT_URL_SERVICEDISCOVERY");
+	cfg->aws_endpoint_url_dynamodb = cfg_load_endpoint(&c, "AWS_ENDPOINT_URL_DYNAMODB");
+	cfg->aws_endpoint_url_iam = cfg_load_endpoint(&c, "AWS_ENDPOINT_URL_IAM");
 	cfg_load_credentials(&c);
 	cfg_load_ports(&c);
 	cfg_load_base_path(&c);
@@ -894,6 +901,11 @@ void cfg_free(struct par_config *cfg)
 	free(cfg->aws_region);
 	free(cfg->aws_endpoint_url);
 	free(cfg->aws_endpoint_url_s3);
+	free(cfg->aws_endpoint_url_ecs);
+	free(cfg->aws_endpoint_url_elb);
+	free(cfg->aws_endpoint_url_servicediscovery);
+	free(cfg->aws_endpoint_url_dynamodb);
+	free(cfg->aws_endpoint_url_iam);
 	free(cfg->base_path);
 	free(cfg->admin_socket);
 	free(cfg->admin_group);
@@ -937,6 +949,16 @@ const struct cfg_var_doc cfg_var_docs[] = {
 	 false},
 	{"AWS_ENDPOINT_URL_S3", "(unset)", "same rule as AWS_ENDPOINT_URL; wins over it for S3",
 	 false},
+	{"AWS_ENDPOINT_URL_ECS", "(unset)",
+	 "same rule; verify-isolation's ECS probe (else AWS_ENDPOINT_URL, else AWS)", false},
+	{"AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", "(unset)",
+	 "same rule; verify-isolation's Elastic Load Balancing probe", false},
+	{"AWS_ENDPOINT_URL_SERVICEDISCOVERY", "(unset)",
+	 "same rule; verify-isolation's Cloud Map probe", false},
+	{"AWS_ENDPOINT_URL_DYNAMODB", "(unset)", "same rule; verify-isolation's DynamoDB probe",
+	 false},
+	{"AWS_ENDPOINT_URL_IAM", "(unset)",
+	 "same rule; verify-isolation's IAM probe (signed for us-east-1)", false},
 	{"PAR_S3_ADDRESSING", "auto",
 	 "auto, path or virtual: how s3:// becomes an HTTP URL; auto is path-style with an "
 	 "AWS_ENDPOINT_URL*, virtual-host style against AWS", false},
@@ -1043,6 +1065,11 @@ static void cfg_json_package(cJSON *o, const struct par_config *cfg)
 	cfg_json_str(o, "AWS_REGION", cfg->aws_region);
 	cfg_json_url(o, "AWS_ENDPOINT_URL", cfg->aws_endpoint_url);
 	cfg_json_url(o, "AWS_ENDPOINT_URL_S3", cfg->aws_endpoint_url_s3);
+	cfg_json_url(o, "AWS_ENDPOINT_URL_ECS", cfg->aws_endpoint_url_ecs);
+	cfg_json_url(o, "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", cfg->aws_endpoint_url_elb);
+	cfg_json_url(o, "AWS_ENDPOINT_URL_SERVICEDISCOVERY", cfg->aws_endpoint_url_servicediscovery);
+	cfg_json_url(o, "AWS_ENDPOINT_URL_DYNAMODB", cfg->aws_endpoint_url_dynamodb);
+	cfg_json_url(o, "AWS_ENDPOINT_URL_IAM", cfg->aws_endpoint_url_iam);
 	cfg_json_str(o, "PAR_S3_ADDRESSING",
 		     cfg->s3_addressing == S3_ADDR_PATH      ? "path"
 		     : cfg->s3_addressing == S3_ADDR_VIRTUAL ? "virtual"

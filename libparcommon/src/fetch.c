@@ -268,15 +268,16 @@ static const char *fetch_endpoint_parse(const char *url, struct fetch_endpoint *
 	return why;
 }
 
-/* Path-style or virtual-host URL of bucket/key; NULL with *why. */
-static char *fetch_s3_url(const struct fetch_opts *o, const struct par_url *u, const char **why)
+char *fetch_s3_object_url(const struct par_url *u, const char *region, const char *s3_endpoint,
+			  enum s3_addressing addressing, const char **why)
 {
-	const char *region = fetch_region(o);
 	struct fetch_endpoint e;
 	char *key = NULL, *url = NULL;
 	bool path_style;
 	int n = -1;
 
+	if (!region || !*region)
+		region = FETCH_DEFAULT_REGION;
 	*why = "out of memory";
 	if (!fetch_valid_region(region)) {
 		*why = "the AWS region must be lower-case letters, digits and '-'";
@@ -285,10 +286,10 @@ static char *fetch_s3_url(const struct fetch_opts *o, const struct par_url *u, c
 	key = aws_uri_encode(u->key, true);
 	if (!key)
 		return NULL;
-	if (!o->s3_endpoint || !*o->s3_endpoint) {
+	if (!s3_endpoint || !*s3_endpoint) {
 		/* A dotted bucket cannot match *.s3.amazonaws.com's certificate: use path-style. */
-		path_style = o->s3_addressing == S3_ADDR_PATH ||
-			     (o->s3_addressing == S3_ADDR_AUTO && strchr(u->bucket, '.'));
+		path_style = addressing == S3_ADDR_PATH ||
+			     (addressing == S3_ADDR_AUTO && strchr(u->bucket, '.'));
 		if (path_style)
 			n = asprintf(&url, "https://s3.%s.amazonaws.com/%s/%s", region, u->bucket, key);
 		else
@@ -296,10 +297,10 @@ static char *fetch_s3_url(const struct fetch_opts *o, const struct par_url *u, c
 		free(key);
 		return n < 0 ? NULL : url;
 	}
-	*why = fetch_endpoint_parse(o->s3_endpoint, &e);
+	*why = fetch_endpoint_parse(s3_endpoint, &e);
 	if (!*why) {
 		*why = "out of memory";
-		if (o->s3_addressing == S3_ADDR_VIRTUAL)
+		if (addressing == S3_ADDR_VIRTUAL)
 			n = asprintf(&url, "%s://%s.%s%s%s%s/%s", e.scheme, u->bucket, e.host,
 				     e.port ? ":" : "", e.port ? e.port : "", e.path, key);
 		else
@@ -309,6 +310,12 @@ static char *fetch_s3_url(const struct fetch_opts *o, const struct par_url *u, c
 	fetch_endpoint_free(&e);
 	free(key);
 	return n < 0 ? NULL : url;
+}
+
+/* Path-style or virtual-host URL of bucket/key; NULL with *why. */
+static char *fetch_s3_url(const struct fetch_opts *o, const struct par_url *u, const char **why)
+{
+	return fetch_s3_object_url(u, o->region, o->s3_endpoint, o->s3_addressing, why);
 }
 
 /* ---- curl callbacks ---------------------------------------------------------------------- */
@@ -407,22 +414,8 @@ static int fetch_on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, cur
 static struct curl_slist *fetch_s3_headers(const struct aws_creds *cr)
 {
 	/* curl does not send the payload hash S3 requires; it signs this value as the hash. */
-	struct curl_slist *h = curl_slist_append(NULL, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
-	struct curl_slist *t;
-	char *tok;
-
-	if (!h || !cr->session_token[0])
-		return h;
-	if (asprintf(&tok, "x-amz-security-token: %s", cr->session_token) < 0) {
-		curl_slist_free_all(h);
-		return NULL;
-	}
-	t = curl_slist_append(h, tok);
-	explicit_bzero(tok, strlen(tok));
-	free(tok);
-	if (!t)
-		curl_slist_free_all(h);
-	return t;
+	return aws_append_token_header(
+		curl_slist_append(NULL, "x-amz-content-sha256: UNSIGNED-PAYLOAD"), cr);
 }
 
 static int fetch_sign(struct fetch_ctx *c, struct curl_slist **hdrs)

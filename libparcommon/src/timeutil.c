@@ -40,3 +40,12 @@ struct timespec time_ms_to_timespec(int64_t ms)
 	ts.tv_nsec = (long)(rem * 1000000);
 	return ts;
 }
+
+void time_cond_init_mono(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &ca);
+	pthread_condattr_destroy(&ca);
+}

@@ -128,6 +128,11 @@ class Pard:
         test.addCleanup(self.cleanup)
 
     @property
+    def admin_socket(self):
+        """The admin socket this pard was told to use (each pard gets its own)."""
+        return self.env.get("PAR_ADMIN_SOCKET")
+
+    @property
     def state_dir(self):
         return self.env.get("PAR_STATE_DIR", os.path.join(self.env["PAR_CACHE_DIR"], "state"))
 

@@ -190,7 +190,8 @@ class AgentService(A2ABase):
         t0 = time.monotonic()
         code, _ = code_of(lambda: c.invoke("slow", {"ms": "2000"}, timeout=0.1))
         self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
-        self.assertLess(time.monotonic() - t0, 0.3 * SLOW)
+        # At the deadline, not when the 2 s call would have ended.
+        self.assertLess(time.monotonic() - t0, 1.5)
         r = c.invoke("quick", timeout=2)
         self.assertTrue(r.success)
         self.assertEqual(json.loads(r.result), {"quick": True})

@@ -27,8 +27,9 @@ class Listener(PardTestCase):
             r = p.get("/health")
             worst = max(worst, time.monotonic() - t0)
             self.assertEqual(r.status, 200)
-        # curl's own start-up is part of this; pard's share is far below it.
-        self.assertLess(worst, 0.1 * SLOW, "slowest /health took %.3fs" % worst)
+        # Starved, /health would wait for a slow client's 10 s header deadline; the bound is
+        # far below that and far above a loaded machine's scheduling noise (speed is bench/'s).
+        self.assertLess(worst, 2.0 * SLOW, "slowest /health took %.3fs" % worst)
 
     def test_per_ip_connection_limit(self):
         p = Pard(self, env={"PAR_HTTP_MAX_CONNS_PER_IP": "5"}).start()

@@ -46,4 +46,10 @@ bool aws_creds_static_long_lived(const struct aws_creds_provider *p);
  * when keep_slash (object keys in paths). malloc'd. */
 char *aws_uri_encode(const char *s, bool keep_slash);
 
+/* Appends "x-amz-security-token: …" to h when cr has a session token (curl's SigV4 signs
+ * it with the rest; the copy on the heap is wiped). Returns the list; on allocation
+ * failure frees h and returns NULL, so calls chain. */
+struct curl_slist;
+struct curl_slist *aws_append_token_header(struct curl_slist *h, const struct aws_creds *cr);
+
 #endif

@@ -25,6 +25,13 @@ struct par_config {
 	char *aws_region;             /* AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1 */
 	char *aws_endpoint_url;       /* NULL when unset */
 	char *aws_endpoint_url_s3;    /* NULL when unset */
+	/* AWS_ENDPOINT_URL_<SERVICE> of the verify-isolation probes (NULL when unset: then
+	 * AWS_ENDPOINT_URL, then AWS's own endpoint), as the AWS SDKs name them. */
+	char *aws_endpoint_url_ecs;
+	char *aws_endpoint_url_elb;   /* AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2 */
+	char *aws_endpoint_url_servicediscovery;
+	char *aws_endpoint_url_dynamodb;
+	char *aws_endpoint_url_iam;
 	enum s3_addressing s3_addressing; /* PAR_S3_ADDRESSING */
 	unsigned fetch_timeout_sec;   /* PAR_FETCH_TIMEOUT_SEC: all attempts of one fetch */
 

@@ -59,6 +59,13 @@ struct fetch_result {
 /* Fetches o->url. Returns 0 when status is FETCH_OK, -1 otherwise; r is filled either way and
  * must be released with fetch_result_free (which also unlinks a temp file still there). */
 int fetch_package(const struct fetch_opts *o, struct fetch_result *r);
+
+/* The HTTP URL of the s3:// object u: against s3_endpoint (AWS_ENDPOINT_URL[_S3]; path-style
+ * unless addressing is VIRTUAL) or, when NULL, AWS itself in region (virtual-host unless PATH
+ * or a dotted bucket). The one place that decides where an S3 request goes. malloc'd; NULL
+ * with a sentence in *why. */
+char *fetch_s3_object_url(const struct par_url *u, const char *region, const char *s3_endpoint,
+			  enum s3_addressing addressing, const char **why);
 void fetch_result_free(struct fetch_result *r);
 const char *fetch_status_name(enum fetch_status s);
 
