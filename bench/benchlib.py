@@ -7,29 +7,19 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.path.dirname(HERE)
+# Free ports the same way the tests ask the kernel for them.
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "integration"))
+from pardtest import free_port, free_ports  # noqa: E402
 PY = "/usr/bin/python3"   # Debian's: it has grpcio and botocore (a pyenv python3 may not)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def free_port():
-    """A port the kernel just handed out on loopback (never a fixed one: the machine is shared)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_ports(n):
-    ports = set()
-    while len(ports) < n:
-        ports.add(free_port())
-    return list(ports)
 
 
 def summary(xs):

@@ -7,9 +7,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # The build, the example packages, s3rver (npm) and the Python gRPC client come from here.
 "$here/../scripts/install-deps.sh"
 
-pkgs=(nginx nghttp2-client wrk libarchive-tools curl procps linux-perf valgrind
-      python3-grpcio protobuf-compiler protobuf-compiler-grpc libeatmydata1
-      python3-fastapi python3-uvicorn python3-botocore)
+# Only what the benchmarks add: the references (nginx, h2load), profilers, eatmydata.
+pkgs=(nginx nghttp2-client linux-perf libeatmydata1)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
