@@ -203,6 +203,24 @@ class PythonAgentTest(PardTestCase):
         p.signal(signal.SIGTERM)
         self.assertEqual(p.wait_exit(30), 0)
 
+    def test_bad_interpreter_and_broken_entrypoint_are_load_failures(self):
+        # PAR_PYTHON that cannot run: the install phase fails naming it.
+        p = self.start(self.package(), os.path.join(self.tmp, "cache-nopy"),
+                       PAR_PYTHON="/nonexistent/python3")
+        self.assertEqual(p.wait_exit(60), EXIT["load"])
+        failed = p.wait_event("boot.failed")
+        self.assertEqual(failed["phase"], "install")
+        self.assertIn("PAR_PYTHON=/nonexistent/python3", failed["reason"])
+        # An entrypoint whose module is not in the package: the worker's own words.
+        manifest = "name: broken\nversion: '1'\nentrypoint: nomod:handler\n"
+        q = self.start(self.package(manifest=manifest), os.path.join(self.tmp, "cache-broken"),
+                       PAR_PYTHON_SYSTEM_SITE_PACKAGES="0")
+        self.assertEqual(q.wait_exit(60), EXIT["load"])
+        failed = q.wait_event("boot.failed")
+        self.assertEqual(failed["phase"], "load")
+        self.assertIn("entrypoint nomod:handler", failed["reason"])
+        self.assertIn("cannot import module nomod", failed["reason"])
+
     def test_killed_worker_is_restarted_like_any_exec_worker(self):
         p = self.start(self.package(), os.path.join(self.tmp, "cache-kill"))
         p.wait_ready(60)
